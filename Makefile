@@ -1,0 +1,58 @@
+# memexpose front door.  The work is done by scripts/; this file only
+# strings the steps together.  Run as root on Debian: missing packages are
+# installed with apt.
+#
+#   make check     install deps, fetch QEMU 10.0.x, overlay, build, test
+#   make patches   export the git format-patch series into build/patches
+#   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
+
+BUILD      := build
+QEMU_TREE  := $(BUILD)/qemu-src
+QEMU_BUILD := $(BUILD)/qemu
+MX_BUILD   := $(BUILD)/mx
+FUZZ_TIME  ?= 60
+
+QTESTS := tests/qtest/ivshmem-test
+QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
+
+.PHONY: all deps qemu-src overlay qemu mx check patches fuzz clean distclean
+
+all: qemu mx
+
+deps:
+	@sh scripts/deps.sh
+
+qemu-src: deps
+	@sh scripts/qemu-src.sh $(QEMU_TREE)
+
+overlay: qemu-src
+	@sh scripts/overlay.sh $(QEMU_TREE)
+
+qemu: overlay
+	@sh scripts/build-qemu.sh $(QEMU_TREE) $(QEMU_BUILD) $(QTESTS) $(QEMU_TOOLS)
+
+mx: deps
+	@[ -f $(MX_BUILD)/build.ninja ] || meson setup $(MX_BUILD) . >/dev/null
+	@ninja -C $(MX_BUILD) >/dev/null
+
+check: qemu mx
+	@sh scripts/run-tests.sh
+
+patches: overlay
+	@sh scripts/export-patches.sh $(QEMU_TREE) $(BUILD)/patches
+
+fuzz: deps
+	@mkdir -p $(BUILD)/fuzz/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Ihw/misc/memexpose \
+	    hw/misc/memexpose/memexpose-wire.c tests/fuzz/fuzz-wire.c \
+	    -o $(BUILD)/fuzz/fuzz-wire
+	cp -n tests/fuzz/corpus/wire/* $(BUILD)/fuzz/corpus/
+	$(BUILD)/fuzz/fuzz-wire -max_len=4200 -max_total_time=$(FUZZ_TIME) \
+	    $(BUILD)/fuzz/corpus
+
+clean:
+	rm -rf $(QEMU_BUILD) $(MX_BUILD) $(BUILD)/patches $(BUILD)/fuzz
+
+distclean:
+	rm -rf $(BUILD)

@@ -1,0 +1,54 @@
+#!/bin/sh
+# Install with apt whatever the build and the tests need and is missing.
+# Idempotent and quiet when everything is already there.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+
+# Packages from the release itself.
+base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
+    libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev dpkg-dev xz-utils
+    seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git"
+# QEMU 10.0 needs a newer meson and pycotap than bookworm itself has.
+backports_pkgs="meson python3-pycotap"
+
+missing() {
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+            grep -q '^install ok installed$' || echo "$p"
+    done
+}
+
+meson_ok() {
+    v=$(meson --version 2>/dev/null) || return 1
+    [ "$(printf '%s\n1.5.0\n' "$v" | sort -V | head -n 1)" = 1.5.0 ]
+}
+
+if [ "$(id -u)" -ne 0 ]; then
+    need=$(missing $base_pkgs $backports_pkgs)
+    if [ -n "$need" ]; then
+        echo "deps: missing packages: $need; run as root to install them" >&2
+        exit 1
+    fi
+    exit 0
+fi
+
+sh "$here/apt-sources.sh"
+export DEBIAN_FRONTEND=noninteractive
+codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+
+need_base=$(missing $base_pkgs)
+need_bpo=$(missing $backports_pkgs)
+meson_ok || need_bpo="$need_bpo meson"
+if [ -n "$need_base$need_bpo" ] || [ -e /var/lib/apt/lists/.memexpose-stale ]; then
+    apt-get update -q
+    rm -f /var/lib/apt/lists/.memexpose-stale
+fi
+if [ -n "$need_base" ]; then
+    echo "deps: installing $need_base"
+    apt-get install -y -q --no-install-recommends $need_base
+fi
+if [ -n "$(echo $need_bpo)" ]; then
+    echo "deps: installing from $codename-backports: $need_bpo"
+    apt-get install -y -q --no-install-recommends -t "$codename-backports" $need_bpo
+fi

@@ -1,0 +1,90 @@
+#!/bin/sh
+# Run every memexpose test suite against the built QEMU and print one
+# closing line "N passed, M failed".  Individual GTest cases are counted
+# from their TAP output; other checks count as one test each.
+set -u
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+qemu_build=$top/build/qemu
+mx_build=$top/build/mx
+logdir=$top/build/test-logs
+mkdir -p "$logdir"
+
+passed=0
+failed=0
+failures=
+
+record() { # name status
+    if [ "$2" -eq 0 ]; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures="$failures $1"
+    fi
+}
+
+# run_tap NAME CMD...: run a TAP-speaking test program, count its cases.
+run_tap() {
+    name=$1
+    shift
+    log=$logdir/$name.log
+    timeout "${MEMEXPOSE_TEST_TIMEOUT:-600}" "$@" > "$log" 2>&1
+    rc=$?
+    ok=$(grep -cE '^ok ' "$log")
+    bad=$(grep -cE '^not ok ' "$log")
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+    [ "$bad" -gt 0 ] && failures="$failures $name"
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        # Crashed, timed out or failed outside any test case.
+        record "$name" 1
+    fi
+    if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && [ "$rc" -eq 0 ]; then
+        echo "$name: ran no test case" >&2
+        record "$name" 1
+    fi
+    printf '%-28s %s passed, %s failed (exit %s)\n' "$name" "$ok" "$bad" "$rc"
+    [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ] && tail -n 30 "$log" | sed 's/^/    | /'
+    return 0
+}
+
+# run_one NAME CMD...: a check that passes when CMD exits 0.
+run_one() {
+    name=$1
+    shift
+    log=$logdir/$name.log
+    timeout "${MEMEXPOSE_TEST_TIMEOUT:-600}" "$@" > "$log" 2>&1
+    rc=$?
+    record "$name" $rc
+    if [ $rc -eq 0 ]; then
+        printf '%-28s ok\n' "$name"
+    else
+        printf '%-28s FAILED (exit %s)\n' "$name" "$rc"
+        tail -n 30 "$log" | sed 's/^/    | /'
+    fi
+}
+
+echo "== unit: wire codec"
+run_tap wire-unit "$mx_build/tests/unit/test-wire" --tap
+run_one fuzz-corpus-replay "$mx_build/tests/fuzz/fuzz-wire-replay" "$top/tests/fuzz/corpus/wire"
+
+echo "== qemu: built binaries"
+for t in x86_64 aarch64; do
+    # Runs, and has the memexpose codec linked in.
+    run_one "qemu-$t-has-memexpose" sh -c \
+        '"$1" -version && nm "$1" | grep -q " T mxp_decode$"' \
+        _ "$qemu_build/qemu-system-$t"
+done
+
+echo "== qemu: patch series"
+run_one patch-series sh -c "sh '$top/scripts/export-patches.sh' '$top/build/qemu-src' '$top/build/patches' &&
+    sh '$top/scripts/check-patches.sh' '$top/build/qemu-src' '$top/build/patches'"
+
+echo "== qtest"
+export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
+export QTEST_QEMU_IMG="$qemu_build/qemu-img"
+run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
+
+echo "check: $passed passed, $failed failed"
+[ -z "$failures" ] || echo "failed:$failures"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
