@@ -12,7 +12,8 @@ QEMU_BUILD := $(BUILD)/qemu
 MX_BUILD   := $(BUILD)/mx
 FUZZ_TIME  ?= 60
 
-QTESTS := tests/qtest/ivshmem-test
+QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
+          tests/qtest/device-introspect-test tests/qtest/qom-test
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu mx check patches fuzz clean distclean

@@ -41,3 +41,14 @@ for dir in $firmware; do
     ln -sfn "$dir" "$bld/qemu-bundle$dir"
 done
 IFS=$old_ifs
+
+# Blobs Debian's packages lack but its source keeps (npcm*_bootrom.bin, dtbs
+# built elsewhere): link them into the bundle's data directory, searched
+# last.
+datadir=$(sed -n 's/^#define CONFIG_QEMU_DATADIR "\(.*\)"$/\1/p' "$bld/config-host.h")
+mkdir -p "$bld/qemu-bundle$datadir"
+for blob in "$src"/pc-bios/*; do
+    [ -f "$blob" ] || continue
+    [ -e "$bld/qemu-bundle$datadir/${blob##*/}" ] ||
+        ln -s "$blob" "$bld/qemu-bundle$datadir/${blob##*/}"
+done

@@ -19,6 +19,11 @@ for p in "$@"; do
     }
 done
 
+count=0
+for p in "$@"; do
+    case "$p" in */0000-cover-letter.patch) ;; *) count=$((count + 1)) ;; esac
+done
+
 status=0
 for f in $(git -C "$wt" diff --name-only memexpose-base HEAD); do
     if ! cmp -s "$wt/$f" "$tree/$f"; then
@@ -37,5 +42,5 @@ for p in "$@"; do
         fi
     fi
 done
-[ $status -eq 0 ] && echo "check-patches: $# patch(es) apply, match the overlay, pass checkpatch"
+[ $status -eq 0 ] && echo "check-patches: $count patch(es) apply, match the overlay, pass checkpatch"
 exit $status

@@ -51,5 +51,17 @@ count=$(git -C "$wt" rev-list --count memexpose-base..HEAD)
 cover=
 [ "$count" -gt 1 ] && cover=--cover-letter
 git -C "$wt" format-patch -q $cover -o "$(cd "$out" && pwd)" memexpose-base..HEAD
+if [ -n "$cover" ]; then
+    # Subject: first line of patches/cover-letter; blurb: the rest.
+    letter=$out/0000-cover-letter.patch
+    subject=$(head -n 1 "$top/patches/cover-letter")
+    tail -n +2 "$top/patches/cover-letter" > "$wt/.blurb"
+    sed -i -e "s|\*\*\* SUBJECT HERE \*\*\*|$subject|" \
+        -e "/\*\*\* BLURB HERE \*\*\*/{
+r $wt/.blurb
+d
+}" "$letter"
+    rm -f "$wt/.blurb"
+fi
 echo "patches: $count patch(es) in $out"
 ls "$out"

@@ -80,10 +80,21 @@ echo "== qemu: patch series"
 run_one patch-series sh -c "sh '$top/scripts/export-patches.sh' '$top/build/qemu-src' '$top/build/patches' &&
     sh '$top/scripts/check-patches.sh' '$top/build/qemu-src' '$top/build/patches'"
 
+echo "== memexpose-pci from the command line"
+run_tap cli-props sh "$top/tests/cli/memexpose-props.sh" \
+    "$qemu_build/qemu-system-x86_64"
+
 echo "== qtest"
-export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
 export QTEST_QEMU_IMG="$qemu_build/qemu-img"
+export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
+run_tap qtest-memexpose "$qemu_build/tests/qtest/memexpose-test" --tap
 run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
+for t in x86_64 aarch64; do
+    export QTEST_QEMU_BINARY="$qemu_build/qemu-system-$t"
+    run_tap "qtest-$t-device-introspect" \
+        "$qemu_build/tests/qtest/device-introspect-test" --tap
+    run_tap "qtest-$t-qom" "$qemu_build/tests/qtest/qom-test" --tap
+done
 
 echo "check: $passed passed, $failed failed"
 [ -z "$failures" ] || echo "failed:$failures"

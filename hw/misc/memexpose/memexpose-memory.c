@@ -1,0 +1,590 @@
+/*
+ * memexpose memory layer: export policy, resolution of exported ranges to
+ * fd + offset, and the importer's window (zero-copy subregions over a
+ * forwarding region).
+ *
+ * Copyright (c) 2026 The memexpose authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qemu/memfd.h"
+#include "qemu/rcu.h"
+#include "exec/address-spaces.h"
+#include "exec/ramblock.h"
+#include "memexpose.h"
+
+/* ---- export policy ---- */
+
+/*
+ * "ADDR+SIZE[:ro|:rw][;ADDR+SIZE...]".  Sizes take the usual suffixes
+ * (K, M, G); the default permission is read-write.
+ */
+static bool mx_parse_export(const char *item, MemexposeExport *exp,
+                            Error **errp)
+{
+    g_auto(GStrv) perm = g_strsplit(item, ":", 2);
+    g_auto(GStrv) range = NULL;
+    uint64_t size;
+
+    range = g_strsplit(perm[0], "+", 2);
+    if (!range[0] || !range[1] ||
+        qemu_strtou64(range[0], NULL, 0, &exp->addr) < 0 ||
+        qemu_strtosz(range[1], NULL, &size) < 0 || size == 0) {
+        error_setg(errp, "memexpose: export '%s' is not ADDR+SIZE[:ro|:rw]",
+                   item);
+        return false;
+    }
+    if (exp->addr + (size - 1) < exp->addr) {
+        error_setg(errp, "memexpose: export '%s' wraps around", item);
+        return false;
+    }
+    exp->size = size;
+    if (!perm[1] || !strcmp(perm[1], "rw")) {
+        exp->writable = true;
+    } else if (!strcmp(perm[1], "ro")) {
+        exp->writable = false;
+    } else {
+        error_setg(errp, "memexpose: export '%s': permission must be ro or rw",
+                   item);
+        return false;
+    }
+    return true;
+}
+
+bool memexpose_parse_exports(MemexposeState *s, Error **errp)
+{
+    g_auto(GStrv) items = NULL;
+    unsigned i, j;
+
+    s->nr_exports = 0;
+    if (!s->export_spec || !*s->export_spec) {
+        return true;
+    }
+    items = g_strsplit(s->export_spec, ";", -1);
+    s->exports = g_new0(MemexposeExport, g_strv_length(items));
+    for (i = 0; items[i]; i++) {
+        MemexposeExport *e = &s->exports[s->nr_exports];
+
+        if (!*items[i]) {
+            continue;
+        }
+        if (!mx_parse_export(items[i], e, errp)) {
+            return false;
+        }
+        for (j = 0; j < s->nr_exports; j++) {
+            const MemexposeExport *o = &s->exports[j];
+
+            if (e->addr <= o->addr + (o->size - 1) &&
+                o->addr <= e->addr + (e->size - 1)) {
+                error_setg(errp, "memexpose: export '%s' overlaps another",
+                           items[i]);
+                return false;
+            }
+        }
+        s->nr_exports++;
+    }
+    return true;
+}
+
+const MemexposeExport *memexpose_find_export(MemexposeState *s,
+                                             uint64_t addr, uint64_t size)
+{
+    unsigned i;
+
+    for (i = 0; i < s->nr_exports; i++) {
+        const MemexposeExport *e = &s->exports[i];
+
+        if (addr >= e->addr && size <= e->size &&
+            addr - e->addr <= e->size - size) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Start of the first export above @addr, or 0 if there is none. */
+static uint64_t mx_next_export(MemexposeState *s, uint64_t addr)
+{
+    uint64_t next = 0;
+    unsigned i;
+
+    for (i = 0; i < s->nr_exports; i++) {
+        if (s->exports[i].addr > addr &&
+            (!next || s->exports[i].addr < next)) {
+            next = s->exports[i].addr;
+        }
+    }
+    return next;
+}
+
+/* ---- exporter: MAP ---- */
+
+/* The flat range of system memory at an address, or the gap after it. */
+typedef struct MxFlatLookup {
+    uint64_t addr;
+    bool found;
+    uint64_t start;
+    uint64_t len;
+    MemoryRegion *mr;
+    hwaddr offset_in_region;
+    uint64_t next;              /* start of the next range, 0 if none */
+} MxFlatLookup;
+
+static bool mx_flat_lookup_cb(Int128 start, Int128 len,
+                              const MemoryRegion *mr, hwaddr offset,
+                              void *opaque)
+{
+    MxFlatLookup *l = opaque;
+    uint64_t s = int128_get64(start);
+    uint64_t n = int128_get64(len);
+
+    if (s > l->addr) {
+        l->next = s;
+        return true;
+    }
+    if (l->addr - s < n) {
+        l->found = true;
+        l->start = s;
+        l->len = n;
+        l->mr = (MemoryRegion *)mr;
+        l->offset_in_region = offset;
+        return true;
+    }
+    return false;
+}
+
+typedef struct MxCoverage {
+    MemexposeState *s;
+    const MemoryRegion *mr;
+    bool writable;
+    bool covered;
+    uint64_t visible;
+} MxCoverage;
+
+static bool mx_check_coverage(Int128 start, Int128 len,
+                              const MemoryRegion *mr, hwaddr offset,
+                              void *opaque)
+{
+    MxCoverage *c = opaque;
+    const MemexposeExport *e;
+
+    if (mr != c->mr) {
+        return false;
+    }
+    e = memexpose_find_export(c->s, int128_get64(start), int128_get64(len));
+    if (!e || (c->writable && !e->writable)) {
+        c->covered = false;
+        return true;
+    }
+    c->visible += int128_get64(len);
+    return false;
+}
+
+/*
+ * A descriptor gives its holder the whole file, not just the range we
+ * describe.  Hand it out only if all of that RAM is visible to the guest
+ * and exported with at least the descriptor's permission, and, if it is
+ * writable, only if the peer cannot shrink it under us (SIGBUS).
+ */
+static bool mx_fd_grant_allowed(MemexposeState *s, FlatView *fv,
+                                MemoryRegion *mr, int fd, bool writable)
+{
+    MxCoverage c = { .s = s, .mr = mr, .writable = writable,
+                     .covered = true };
+    int seals;
+
+    if (s->trust_peer) {
+        return true;
+    }
+    if (writable) {
+        seals = fcntl(fd, F_GET_SEALS);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+            return false;
+        }
+    }
+    flatview_for_each_range(fv, mx_check_coverage, &c);
+    return c.covered && c.visible == memory_region_size(mr);
+}
+
+static void mx_reply_map(MemexposeState *s, const MxpMsg *req, uint8_t kind,
+                         uint8_t perm, uint64_t addr, uint64_t len,
+                         uint64_t fd_offset, int fd)
+{
+    MxpMsg reply = {
+        .hdr = { .type = MXP_MAP_REPLY, .id = req->hdr.id },
+        .u.map_reply = { .kind = kind, .perm = perm, .addr = addr,
+                         .length = len, .fd_offset = fd_offset },
+    };
+
+    memexpose_send(s, &reply, fd);
+}
+
+/* Hand out @fd for [start, end] if policy allows; false: forward it. */
+static bool mx_try_fd_reply(MemexposeState *s, const MxpMsg *req,
+                            const MemexposeExport *e, FlatView *fv,
+                            const MxFlatLookup *l, uint64_t start,
+                            uint64_t end, uint64_t *fwd_start,
+                            uint64_t *fwd_end)
+{
+    uint64_t page = qemu_real_host_page_size();
+    uint64_t addr = req->u.map.addr;
+    uint64_t astart = ROUND_UP(start, page);
+    uint64_t aend = QEMU_ALIGN_DOWN(end + 1, page);    /* exclusive */
+    MemoryRegion *mr = l->mr;
+    int ro_fd = -1;
+    uint64_t fd_offset;
+    int fd;
+
+    if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
+        memory_region_is_rom(mr) || !mr->ram_block) {
+        return false;
+    }
+    fd = memory_region_get_fd(mr);
+    if (fd < 0 || !qemu_ram_is_shared(mr->ram_block) ||
+        !mx_fd_grant_allowed(s, fv, mr, fd, e->writable)) {
+        return false;
+    }
+    if (astart >= aend) {
+        return false;
+    }
+    /* The ragged ends outside whole pages stay forwarded. */
+    if (addr < astart) {
+        *fwd_end = astart - 1;
+        return false;
+    }
+    if (addr >= aend) {
+        *fwd_start = aend;
+        return false;
+    }
+    fd_offset = mr->ram_block->fd_offset + l->offset_in_region +
+                (astart - l->start);
+    if (!e->writable) {
+        /* A descriptor that cannot write, for a read-only export. */
+        g_autofree char *path = g_strdup_printf("/proc/self/fd/%d", fd);
+
+        ro_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (ro_fd < 0) {
+            return false;
+        }
+        fd = ro_fd;
+    }
+    mx_reply_map(s, req, MXP_MAP_FD,
+                 MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
+                 astart, aend - astart, fd_offset, fd);
+    if (ro_fd >= 0) {
+        close(ro_fd);
+    }
+    return true;
+}
+
+void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
+{
+    uint64_t addr = req->u.map.addr;
+    uint64_t page = qemu_real_host_page_size();
+    const MemexposeExport *e;
+    MxFlatLookup l = { .addr = addr };
+    uint64_t start, end;
+    FlatView *fv;
+
+    if (!(s->features & MXP_FEAT_MAP)) {
+        memexpose_reply_error(s, req, MXP_E_UNSUPPORTED, addr);
+        return;
+    }
+    e = memexpose_find_export(s, addr, 1);
+    if (!e) {
+        uint64_t next = mx_next_export(s, addr);
+
+        start = addr & ~(page - 1);
+        /* Up to the next export, so the importer can skip the gap. */
+        mx_reply_map(s, req, MXP_MAP_DENIED, 0, start,
+                     next ? next - start :
+                     start ? UINT64_MAX - start + 1 : UINT64_MAX, 0, -1);
+        return;
+    }
+    start = e->addr;
+    end = e->addr + (e->size - 1);
+
+    RCU_READ_LOCK_GUARD();
+    fv = address_space_to_flatview(&address_space_memory);
+    flatview_for_each_range(fv, mx_flat_lookup_cb, &l);
+    if (!l.found) {
+        /* Unassigned: forwarded (and failing) up to the next range. */
+        start = addr;
+        if (l.next && l.next - 1 < end) {
+            end = l.next - 1;
+        }
+    } else {
+        start = MAX(start, l.start);
+        end = MIN(end, l.start + (l.len - 1));
+        if (mx_try_fd_reply(s, req, e, fv, &l, start, end, &start, &end)) {
+            return;
+        }
+    }
+    mx_reply_map(s, req, MXP_MAP_FORWARD,
+                 MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
+                 start, end - start + 1, 0, -1);
+}
+
+/* ---- importer: window ---- */
+
+static MemTxResult mx_forward_read(void *opaque, hwaddr offset,
+                                   uint64_t *data, unsigned size,
+                                   MemTxAttrs attrs)
+{
+    MemexposeState *s = opaque;
+    MemexposeCall call = { .size = size, .addr = s->window_base + offset };
+    MxpMsg req = {
+        .hdr = { .type = MXP_READ },
+        .u.access = { .addr = s->window_base + offset, .size = size },
+    };
+    int ret;
+
+    *data = MAKE_64BIT_MASK(0, size * 8);
+    if (memexpose_in_service()) {
+        /* A peer's access must not come back out through a window. */
+        memexpose_note_recursion();
+        return MEMTX_ERROR;
+    }
+    if (req.u.access.addr < s->window_base) {
+        qatomic_inc(&s->stats.refused);
+        return MEMTX_OK;
+    }
+    ret = memexpose_call(s, &req, &call);
+    if (ret == 0) {
+        *data = ldn_le_p(call.data, size);
+        qatomic_inc(&s->stats.fwd_reads);
+    } else if (ret > 0) {
+        qatomic_inc(&s->stats.refused);
+    }
+    return MEMTX_OK;
+}
+
+static MemTxResult mx_forward_write(void *opaque, hwaddr offset,
+                                    uint64_t data, unsigned size,
+                                    MemTxAttrs attrs)
+{
+    MemexposeState *s = opaque;
+    MemexposeCall call = { 0 };
+    uint8_t buf[8];
+    MxpMsg req = {
+        .hdr = { .type = MXP_WRITE },
+        .u.access = { .addr = s->window_base + offset, .size = size,
+                      .data = buf },
+    };
+    int ret;
+
+    if (memexpose_in_service()) {
+        memexpose_note_recursion();
+        return MEMTX_ERROR;
+    }
+    if (req.u.access.addr < s->window_base) {
+        qatomic_inc(&s->stats.refused);
+        return MEMTX_OK;
+    }
+    stn_le_p(buf, size, data);
+    ret = memexpose_call(s, &req, &call);
+    if (ret == 0) {
+        qatomic_inc(&s->stats.fwd_writes);
+    } else if (ret > 0) {
+        qatomic_inc(&s->stats.refused);
+    }
+    return MEMTX_OK;
+}
+
+static const MemoryRegionOps mx_forward_ops = {
+    .read_with_attrs = mx_forward_read,
+    .write_with_attrs = mx_forward_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = { .min_access_size = 1, .max_access_size = 8,
+               .unaligned = true },
+    .impl = { .min_access_size = 1, .max_access_size = 8,
+              .unaligned = true },
+};
+
+static void mx_remap_bh(void *opaque)
+{
+    memexpose_remap_now(opaque);
+}
+
+void memexpose_window_init(MemexposeState *s)
+{
+    Object *owner = OBJECT(s->dev);
+
+    memory_region_init(&s->window, owner, "memexpose-window", s->window_size);
+    memory_region_init_io(&s->forward, owner, &mx_forward_ops, s,
+                          "memexpose-forward", s->window_size);
+    memory_region_add_subregion_overlap(&s->window, 0, &s->forward, 0);
+    QLIST_INIT(&s->mappings);
+    s->remap_bh = qemu_bh_new(mx_remap_bh, s);
+}
+
+void memexpose_unmap_all(MemexposeState *s)
+{
+    MemexposeMapping *m, *tmp;
+
+    s->map_generation++;
+    if (QLIST_EMPTY(&s->mappings)) {
+        return;
+    }
+    memory_region_transaction_begin();
+    QLIST_FOREACH_SAFE(m, &s->mappings, next, tmp) {
+        QLIST_REMOVE(m, next);
+        memory_region_del_subregion(&s->window, &m->mr);
+        qatomic_sub(&s->stats.mapped_bytes, m->size);
+        object_unparent(OBJECT(&m->mr));
+        /* The RAMBlock (and the mmap) goes away after an RCU period. */
+        g_free(m);
+    }
+    memory_region_transaction_commit();
+}
+
+void memexpose_remap(MemexposeState *s)
+{
+    qemu_bh_schedule(s->remap_bh);
+}
+
+/*
+ * Check a descriptor from the peer before mapping it: it must be a
+ * regular file (memfds are) that covers the range, and since a peer that
+ * shrinks the file under our mapping would make us SIGBUS, a memfd must
+ * be sealed against shrinking.  Other files only if the peer is trusted.
+ */
+static bool mx_fd_acceptable(MemexposeState *s, int fd, uint64_t offset,
+                             uint64_t len, const char **why)
+{
+    struct stat st;
+    int seals;
+
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        *why = "not a regular file or memfd";
+        return false;
+    }
+    if ((uint64_t)st.st_size < offset || st.st_size - offset < len) {
+        *why = "file smaller than the range";
+        return false;
+    }
+    if (s->trust_peer) {
+        return true;
+    }
+    seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) {
+        *why = "not a memfd (set trust-peer=on to map other files)";
+        return false;
+    }
+    if (!(seals & F_SEAL_SHRINK)) {
+        *why = "memfd not sealed against shrinking";
+        return false;
+    }
+    return true;
+}
+
+static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
+                      uint64_t base)
+{
+    uint64_t page = qemu_real_host_page_size();
+    uint64_t wstart = MAX(r->addr, base);
+    uint64_t wend = MIN(r->addr + (r->length - 1), base + (s->window_size - 1));
+    uint64_t foff = r->fd_offset + (wstart - r->addr);
+    uint64_t len = wend - wstart + 1;
+    uint32_t flags = RAM_SHARED;
+    g_autofree char *name = NULL;
+    MemexposeMapping *m;
+    const char *why;
+    Error *err = NULL;
+
+    if ((wstart | len | foff) & (page - 1)) {
+        warn_report("memexpose %s: peer range 0x%" PRIx64 "+0x%" PRIx64
+                    " not page aligned; forwarding it", s->name, wstart, len);
+        close(fd);
+        return;
+    }
+    if (!mx_fd_acceptable(s, fd, foff, len, &why)) {
+        warn_report("memexpose %s: not mapping peer range 0x%" PRIx64
+                    ": %s; forwarding it", s->name, wstart, why);
+        close(fd);
+        return;
+    }
+    if (!(r->perm & MXP_PERM_WRITE)) {
+        flags |= RAM_READONLY | RAM_READONLY_FD;
+    }
+    m = g_new0(MemexposeMapping, 1);
+    name = g_strdup_printf("memexpose-peer@0x%" PRIx64, wstart);
+    if (!memory_region_init_ram_from_fd(&m->mr, OBJECT(s->dev), name, len,
+                                        flags, fd, foff, &err)) {
+        warn_reportf_err(err, "memexpose %s: mapping failed, forwarding: ",
+                         s->name);
+        close(fd);
+        g_free(m);
+        return;
+    }
+    /* The RAMBlock owns @fd from here on. */
+    m->peer_addr = wstart;
+    m->size = len;
+    QLIST_INSERT_HEAD(&s->mappings, m, next);
+    memory_region_add_subregion_overlap(&s->window, wstart - base, &m->mr, 1);
+    qatomic_add(&s->stats.mapped_bytes, len);
+    qatomic_inc(&s->stats.maps);
+}
+
+/*
+ * Walk the window and map every part of it the peer hands out as an fd.
+ * BQL held; memexpose_call() drops it while waiting, so the map may have
+ * changed under us: a new window base or link restarts the walk.
+ */
+void memexpose_remap_now(MemexposeState *s)
+{
+    uint64_t base = s->window_base;
+    uint32_t gen = ++s->map_generation;
+    uint64_t off = 0;
+
+    if (!qatomic_read(&s->up) || !(s->features & MXP_FEAT_MAP)) {
+        return;
+    }
+    while (off < s->window_size) {
+        MemexposeCall call = { 0 };
+        MxpMsg req = {
+            .hdr = { .type = MXP_MAP },
+            .u.map.addr = base + off,
+        };
+        const MxpMapReply *r = &call.map;
+        uint64_t next;
+
+        if (base + off < base) {
+            break;
+        }
+        if (memexpose_call(s, &req, &call) != 0) {
+            break;
+        }
+        if (gen != s->map_generation) {
+            /* Unmapped or moved while we waited: this reply is stale. */
+            if (call.fd >= 0) {
+                close(call.fd);
+            }
+            return;
+        }
+        if (r->addr > base + off ||
+            r->addr + (r->length - 1) < base + off) {
+            warn_report("memexpose %s: MAP reply does not cover 0x%" PRIx64,
+                        s->name, base + off);
+            if (call.fd >= 0) {
+                close(call.fd);
+            }
+            memexpose_link_down(s, "MAP reply for the wrong range");
+            return;
+        }
+        if (r->kind == MXP_MAP_FD) {
+            mx_map_fd(s, r, call.fd, base);
+        }
+        next = r->addr + (r->length - 1) - base;
+        if (next >= s->window_size - 1) {
+            break;
+        }
+        off = next + 1;
+    }
+}

@@ -1,0 +1,253 @@
+/*
+ * memexpose: the bus-independent core shared by the PCI and platform
+ * front ends.  The core owns the link (chardev, handshake, requests),
+ * the export policy, the window and the doorbell queues; a front end maps
+ * the register block and the window and delivers interrupts.
+ *
+ * Copyright (c) 2026 The memexpose authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_MISC_MEMEXPOSE_H
+#define HW_MISC_MEMEXPOSE_H
+
+#include "chardev/char-fe.h"
+#include "exec/memory.h"
+#include "qemu/queue.h"
+#include "qemu/units.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
+#include "system/iothread.h"
+#include "memexpose-wire.h"
+
+/* Register block; docs/specs/memexpose.rst has the full description. */
+#define MEMEXPOSE_REG_SIZE          0x1000
+
+#define MX_REG_ID                   0x00
+#define MX_REG_VERSION              0x04
+#define MX_REG_LINK                 0x08
+#define MX_REG_FEATURES             0x0c
+#define MX_REG_INTR_STATUS          0x10
+#define MX_REG_INTR_MASK            0x14
+#define MX_REG_WINDOW_BASE_LO       0x18
+#define MX_REG_WINDOW_BASE_HI       0x1c
+#define MX_REG_WINDOW_SIZE_LO       0x20
+#define MX_REG_WINDOW_SIZE_HI       0x24
+#define MX_REG_VECTORS              0x28
+#define MX_REG_LINK_EPOCH           0x2c
+#define MX_REG_DB_TX_VECTOR         0x40
+#define MX_REG_DB_TX_LEN            0x44
+#define MX_REG_DB_TX_STATUS         0x48
+#define MX_REG_DB_TX_CREDITS        0x4c
+#define MX_REG_DB_RX_COUNT          0x50
+#define MX_REG_DB_RX_HEAD           0x54
+#define MX_REG_DB_RX_POP            0x58
+#define MX_REG_DB_RX_PENDING_LO     0x60
+#define MX_REG_DB_RX_PENDING_HI     0x64
+#define MX_REG_DB_TX_DATA           0x100
+#define MX_REG_DB_RX_DATA           0x200
+
+/* MX_REG_LINK bits */
+#define MX_LINK_UP                  (1U << 0)
+#define MX_LINK_PEER_BOOT_TARGET    (1U << 1)
+
+/* MX_REG_INTR_STATUS / MASK bits */
+#define MX_INTR_LINK                (1U << 0)   /* link went up or down */
+#define MX_INTR_DOORBELL            (1U << 1)   /* a doorbell was queued */
+#define MX_INTR_TX_READY            (1U << 2)   /* credits back after busy */
+#define MX_INTR_ALL                 (MX_INTR_LINK | MX_INTR_DOORBELL | \
+                                     MX_INTR_TX_READY)
+
+/* MX_REG_DB_TX_STATUS values */
+#define MX_TX_OK                    0
+#define MX_TX_BUSY                  1
+#define MX_TX_LINK_DOWN             2
+#define MX_TX_BAD_VECTOR            3
+#define MX_TX_BAD_LENGTH            4
+
+#define MX_RX_EMPTY                 0xffffffffU
+
+/* Interrupt 0 signals MX_INTR_LINK/TX_READY; 1 + v is doorbell vector v. */
+#define MX_IRQ_CONTROL              0
+#define MX_IRQ_DOORBELL(v)          (1 + (v))
+
+#define MEMEXPOSE_DEFAULT_VECTORS   4
+#define MEMEXPOSE_DEFAULT_QUEUE     32
+#define MEMEXPOSE_DEFAULT_WINDOW    (1 * GiB)
+#define MEMEXPOSE_DEFAULT_TIMEOUT_MS 1000
+#define MEMEXPOSE_DEFAULT_HEARTBEAT_MS 1000
+
+typedef struct MemexposeState MemexposeState;
+
+typedef struct MemexposeExport {
+    uint64_t addr;
+    uint64_t size;
+    bool writable;
+} MemexposeExport;
+
+/* A zero-copy mapping of peer RAM inside the window. */
+typedef struct MemexposeMapping {
+    MemoryRegion mr;
+    uint64_t peer_addr;
+    uint64_t size;
+    QLIST_ENTRY(MemexposeMapping) next;
+} MemexposeMapping;
+
+typedef struct MemexposeDoorbell {
+    uint16_t vector;
+    uint16_t size;
+    uint8_t data[MXP_MAX_DOORBELL_DATA];
+} MemexposeDoorbell;
+
+/* One request of ours waiting for the peer's reply. */
+typedef struct MemexposeCall {
+    uint64_t id;
+    uint64_t addr;              /* READ: the address asked for */
+    uint16_t type;
+    bool done;
+    int err;                    /* MxpErr from an ERROR reply, or 0 */
+    uint32_t size;
+    uint8_t data[MXP_MAX_DATA];
+    MxpMapReply map;
+    int fd;
+    QLIST_ENTRY(MemexposeCall) next;
+} MemexposeCall;
+
+/* A message from the peer handed to the worker thread. */
+typedef struct MemexposeWork {
+    uint32_t epoch;             /* link the request arrived on */
+    MxpMsg msg;
+    uint8_t data[MXP_MAX_DATA];
+    QSIMPLEQ_ENTRY(MemexposeWork) next;
+} MemexposeWork;
+
+typedef struct MemexposeCounters {
+    uint64_t fwd_reads;         /* our window accesses sent as READ */
+    uint64_t fwd_writes;        /* ... and as WRITE */
+    uint64_t served_reads;      /* peer READs we performed */
+    uint64_t served_writes;
+    uint64_t refused;           /* accesses refused, either direction */
+    uint64_t mapped_bytes;      /* zero-copy bytes currently mapped */
+    uint64_t maps;              /* zero-copy mappings made */
+    uint64_t db_sent;
+    uint64_t db_received;
+    uint64_t db_lost;           /* sends ignored because the peer was busy */
+    uint64_t timeouts;
+    uint64_t link_ups;
+} MemexposeCounters;
+
+struct MemexposeState {
+    /* Set by the front end before memexpose_realize(). */
+    DeviceState *dev;
+    void (*irq_notify)(MemexposeState *s, unsigned irq);
+
+    /* Properties */
+    CharBackend chr;
+    char *export_spec;
+    char *name;
+    uint64_t window_size;
+    uint32_t vectors;
+    uint32_t queue_depth;
+    uint32_t timeout_ms;
+    uint32_t heartbeat_ms;
+    bool trust_peer;
+    bool zero_copy;
+
+    /* Export policy, parsed from export_spec */
+    MemexposeExport *exports;
+    unsigned nr_exports;
+
+    IOThread *iothread;
+    QemuThread worker;
+    Error *migration_blocker;
+
+    /*
+     * @lock protects everything below; never held while sending, while
+     * waiting for the BQL or while touching guest memory.
+     */
+    QemuMutex lock;
+    QemuCond cond;              /* a call completed or failed */
+    QemuCond work_cond;         /* work queued, or stopping */
+    QemuMutex send_lock;        /* one message at a time on the socket */
+    bool connected;             /* socket open, handshake maybe pending */
+    bool up;                    /* handshake done */
+    bool hello_sent;
+    bool stopping;
+    uint32_t epoch;             /* incremented on every link up and down */
+    MxpHello peer;
+    uint64_t features;
+    uint32_t max_data;
+    uint64_t next_id;
+    QLIST_HEAD(, MemexposeCall) calls;
+    int64_t last_rx_ms;
+    QEMUTimer *heartbeat;
+
+    /* Receive side, only touched in the iothread */
+    uint8_t rxbuf[MXP_MAX_MESSAGE];
+    uint32_t rxlen;
+    int rxfds[MXP_MAX_FDS * 2];
+    unsigned nr_rxfds;
+
+    QSIMPLEQ_HEAD(, MemexposeWork) work;
+    unsigned nr_work;
+
+    /* Doorbells */
+    uint32_t tx_credits;
+    uint32_t tx_vector;
+    uint32_t tx_len;
+    uint32_t tx_status;
+    bool tx_was_busy;
+    uint8_t tx_data[MXP_MAX_DOORBELL_DATA];
+    MemexposeDoorbell *rxq;     /* ring of queue_depth entries */
+    uint32_t rx_head;
+    uint32_t rx_count;
+    uint32_t rx_stale;          /* queued on an earlier link: no credit */
+    bool tx_ready_pending;      /* TX_READY to raise from the main loop */
+
+    /* Registers visible to the guest (BQL) */
+    uint32_t intr_status;
+    uint32_t intr_mask;
+    uint64_t window_base;
+
+    /* Window (BQL) */
+    MemoryRegion window;
+    MemoryRegion forward;
+    QLIST_HEAD(, MemexposeMapping) mappings;
+    QEMUBH *remap_bh;
+    QEMUBH *link_bh;
+    QEMUBH *irq_bh;
+    uint32_t map_generation;    /* bumped whenever mappings are dropped */
+
+    MemexposeCounters stats;
+};
+
+void memexpose_realize(MemexposeState *s, Error **errp);
+void memexpose_unrealize(MemexposeState *s);
+void memexpose_reset(MemexposeState *s);
+void memexpose_add_properties(Object *obj, MemexposeState *s);
+uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size);
+void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
+                         unsigned size);
+bool memexpose_intx_level(MemexposeState *s);
+
+/* Exporter and importer memory layer (memexpose-memory.c) */
+bool memexpose_parse_exports(MemexposeState *s, Error **errp);
+const MemexposeExport *memexpose_find_export(MemexposeState *s,
+                                             uint64_t addr, uint64_t size);
+void memexpose_serve_map(MemexposeState *s, const MxpMsg *req);
+void memexpose_window_init(MemexposeState *s);
+void memexpose_unmap_all(MemexposeState *s);
+void memexpose_remap(MemexposeState *s);
+void memexpose_remap_now(MemexposeState *s);
+
+/* Link layer used by the memory layer */
+int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call);
+void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
+void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
+                           MxpErr code, uint64_t addr);
+void memexpose_link_down(MemexposeState *s, const char *reason);
+bool memexpose_in_service(void);
+void memexpose_note_recursion(void);
+
+#endif

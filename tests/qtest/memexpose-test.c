@@ -1,0 +1,539 @@
+/*
+ * QTest testcase for memexpose-pci: two QEMU instances linked by a unix
+ * socket, each driven through the device's registers.
+ *
+ * Copyright (c) 2026 The memexpose authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <glib/gstdio.h>
+#include "libqtest.h"
+#include "libqos/libqos-pc.h"
+#include "qobject/qdict.h"
+
+/* Must match hw/misc/memexpose/memexpose.h */
+#define MX_REG_ID                   0x00
+#define MX_REG_LINK                 0x08
+#define MX_REG_INTR_STATUS          0x10
+#define MX_REG_WINDOW_BASE_LO       0x18
+#define MX_REG_WINDOW_BASE_HI       0x1c
+#define MX_REG_WINDOW_SIZE_LO       0x20
+#define MX_REG_LINK_EPOCH           0x2c
+#define MX_REG_DB_TX_VECTOR         0x40
+#define MX_REG_DB_TX_LEN            0x44
+#define MX_REG_DB_TX_STATUS         0x48
+#define MX_REG_DB_TX_CREDITS        0x4c
+#define MX_REG_DB_RX_COUNT          0x50
+#define MX_REG_DB_RX_HEAD           0x54
+#define MX_REG_DB_RX_POP            0x58
+#define MX_REG_DB_RX_PENDING_LO     0x60
+#define MX_REG_DB_TX_DATA           0x100
+#define MX_REG_DB_RX_DATA           0x200
+#define MX_LINK_UP                  1
+#define MX_INTR_TX_READY            4
+#define MX_TX_OK                    0
+#define MX_TX_BUSY                  1
+#define MXP_MAGIC                   0x3150584dU
+
+#define RAM_SIZE        (128 * 1024 * 1024)
+#define WINDOW_SIZE     (64 * 1024 * 1024)
+#define LINK_WAIT_MS    10000
+
+typedef struct Side {
+    QOSState *qs;
+    QTestState *qts;
+    QPCIDevice *dev;
+    QPCIBar regs;
+    QPCIBar window;
+    uint64_t window_addr;
+} Side;
+
+static char *tmpdir;
+
+static void save_fn(QPCIDevice *dev, int devfn, void *data)
+{
+    *(QPCIDevice **)data = dev;
+}
+
+static char *sock_path(const char *name)
+{
+    return g_strdup_printf("%s/%s.sock", tmpdir, name);
+}
+
+/*
+ * Start one side.  @server: listen on the socket (else connect, retrying).
+ * @ram: "memfd" (shared, zero-copy) or "private" (forwarded).
+ */
+static void side_start(Side *s, const char *sock, bool server,
+                       const char *ram, const char *name, const char *extra)
+{
+    g_autofree char *chardev = server ?
+        g_strdup_printf("socket,id=mx,path=%s,server=on,wait=off", sock) :
+        g_strdup_printf("socket,id=mx,path=%s,reconnect-ms=100", sock);
+    g_autofree char *backend = g_str_equal(ram, "memfd") ?
+        g_strdup_printf("memory-backend-memfd,id=ram,size=%d,share=on",
+                        RAM_SIZE) :
+        g_strdup_printf("memory-backend-ram,id=ram,size=%d", RAM_SIZE);
+    uint64_t size;
+
+    s->qs = qtest_pc_boot("-m %d -object %s -machine memory-backend=ram "
+                          "-vga none -chardev %s "
+                          "-device 'memexpose-pci,id=mx,chardev=mx,name=%s,"
+                          "window-size=%d%s%s'",
+                          RAM_SIZE / (1024 * 1024), backend, chardev, name,
+                          WINDOW_SIZE, extra ? "," : "", extra ? extra : "");
+    s->qts = s->qs->qts;
+    s->dev = NULL;
+    qpci_device_foreach(s->qs->pcibus, 0x1b36, 0x00f0, save_fn, &s->dev);
+    g_assert(s->dev);
+    qpci_device_enable(s->dev);
+    qpci_msix_enable(s->dev);
+    s->regs = qpci_iomap(s->dev, 0, &size);
+    g_assert_cmpuint(size, ==, 0x1000);
+    s->window = qpci_iomap(s->dev, 2, &size);
+    g_assert_cmpuint(size, ==, WINDOW_SIZE);
+    s->window_addr = s->window.addr;
+}
+
+static void side_stop(Side *s)
+{
+    g_free(s->dev);
+    qtest_shutdown(s->qs);
+    s->qs = NULL;
+}
+
+static uint32_t reg_read(Side *s, uint64_t reg)
+{
+    return qpci_io_readl(s->dev, s->regs, reg);
+}
+
+static void reg_write(Side *s, uint64_t reg, uint32_t val)
+{
+    qpci_io_writel(s->dev, s->regs, reg, val);
+}
+
+static uint64_t mx_stat(Side *s, const char *prop)
+{
+    QDict *rsp = qtest_qmp(s->qts, "{'execute': 'qom-get', 'arguments':"
+                           " {'path': '/machine/peripheral/mx',"
+                           " 'property': %s}}", prop);
+    uint64_t val;
+
+    g_assert(qdict_haskey(rsp, "return"));
+    val = qdict_get_int(rsp, "return");
+    qobject_unref(rsp);
+    return val;
+}
+
+static bool link_up(Side *s)
+{
+    return reg_read(s, MX_REG_LINK) & MX_LINK_UP;
+}
+
+static void wait_link(Side *a, Side *b, bool up)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    while (link_up(a) != up || (b && link_up(b) != up)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
+/* Wait for the proactive zero-copy mapping to cover at least @bytes. */
+static void wait_mapped(Side *s, uint64_t bytes)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    while (mx_stat(s, "mapped-bytes") < bytes) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
+static void start_pair(Side *a, Side *b, const char *ram_a,
+                       const char *extra_a, const char *ram_b,
+                       const char *extra_b)
+{
+    g_autofree char *sock = sock_path("pair");
+
+    side_start(a, sock, true, ram_a, "side-a", extra_a);
+    side_start(b, sock, false, ram_b, "side-b", extra_b);
+    wait_link(a, b, true);
+}
+
+static void fill(uint8_t *buf, size_t len, unsigned seed)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(i * 7 + seed + (i >> 8));
+    }
+}
+
+/* A's shared RAM through B's window and back: no messages once mapped. */
+static void test_zero_copy(void)
+{
+    Side a, b;
+    const size_t len = 64 * 1024;
+    g_autofree uint8_t *src = g_malloc(len);
+    g_autofree uint8_t *dst = g_malloc(len);
+    uint64_t reads, writes;
+    int i;
+
+    /*
+     * pc hides parts of RAM below 1 MiB behind ROM and VGA, and a RAM
+     * descriptor exposes all of it: zero-copy needs trust-peer here.
+     */
+    start_pair(&a, &b, "memfd", "export=0+128M:rw,trust-peer=on", "memfd",
+               "export=0+128M:rw,trust-peer=on");
+    g_assert_cmphex(reg_read(&b, MX_REG_ID), ==, MXP_MAGIC);
+    wait_mapped(&b, 32 * 1024 * 1024);
+
+    /* A writes its own RAM, B reads it through the window. */
+    fill(src, len, 1);
+    qtest_memwrite(a.qts, 0x1000000, src, len);
+    qpci_memread(b.dev, b.window, 0x1000000, dst, len);
+    g_assert(memcmp(src, dst, len) == 0);
+
+    /* B writes through the window, A sees it in its RAM. */
+    fill(src, len, 2);
+    qpci_memwrite(b.dev, b.window, 0x1100000, src, len);
+    qtest_memread(a.qts, 0x1100000, dst, len);
+    g_assert(memcmp(src, dst, len) == 0);
+
+    /* And the reverse direction. */
+    fill(src, len, 3);
+    qtest_memwrite(b.qts, 0x1200000, src, len);
+    qpci_memread(a.dev, a.window, 0x1200000, dst, len);
+    g_assert(memcmp(src, dst, len) == 0);
+
+    /* Zero-copy: many more accesses, not a single message. */
+    reads = mx_stat(&b, "forwarded-reads");
+    writes = mx_stat(&b, "forwarded-writes");
+    for (i = 0; i < 1000; i++) {
+        qpci_io_writel(b.dev, b.window, 0x1300000 + i * 4, i);
+        g_assert_cmpuint(qpci_io_readl(b.dev, b.window, 0x1300000 + i * 4),
+                         ==, i);
+    }
+    g_assert_cmpuint(qtest_readl(a.qts, 0x1300000 + 999 * 4), ==, 999);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-reads"), ==, reads);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-writes"), ==, writes);
+    g_assert_cmpuint(mx_stat(&a, "served-reads"), ==, 0);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/* Private RAM and MMIO are reached by forwarding, for every access size. */
+static void test_forwarded(void)
+{
+    Side a, b;
+    uint64_t before;
+
+    start_pair(&a, &b, "private", "export=0+128M:rw;0xe0000000+256M:ro",
+               "private", NULL);
+
+    before = mx_stat(&b, "forwarded-writes");
+    qpci_io_writeb(b.dev, b.window, 0x2000000, 0x5a);
+    qpci_io_writew(b.dev, b.window, 0x2000002, 0xbeef);
+    qpci_io_writel(b.dev, b.window, 0x2000004, 0xdeadbeef);
+    qpci_io_writeq(b.dev, b.window, 0x2000008, 0x0123456789abcdefULL);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-writes"), ==, before + 4);
+    g_assert_cmphex(qtest_readb(a.qts, 0x2000000), ==, 0x5a);
+    g_assert_cmphex(qtest_readw(a.qts, 0x2000002), ==, 0xbeef);
+    g_assert_cmphex(qtest_readl(a.qts, 0x2000004), ==, 0xdeadbeef);
+    g_assert_cmphex(qtest_readq(a.qts, 0x2000008), ==, 0x0123456789abcdefULL);
+
+    qtest_writeq(a.qts, 0x2000010, 0xfedcba9876543210ULL);
+    g_assert_cmphex(qpci_io_readb(b.dev, b.window, 0x2000010), ==, 0x10);
+    g_assert_cmphex(qpci_io_readw(b.dev, b.window, 0x2000010), ==, 0x3210);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x2000010), ==,
+                    0x76543210);
+    g_assert_cmphex(qpci_io_readq(b.dev, b.window, 0x2000010), ==,
+                    0xfedcba9876543210ULL);
+    g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+
+    /* MMIO: A's own register block, read through B's window. */
+    reg_write(&b, MX_REG_WINDOW_BASE_HI, a.regs.addr >> 32);
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, (uint32_t)a.regs.addr & ~0xfffU);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, a.regs.addr & 0xfff), ==,
+                    MXP_MAGIC);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window,
+                                  (a.regs.addr & 0xfff) + MX_REG_LINK), ==,
+                    MX_LINK_UP);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/* Outside the export: all-ones, dropped writes, counted, memory intact. */
+static void test_policy(void)
+{
+    Side a, b;
+    uint64_t refused_a, refused_b;
+
+    start_pair(&a, &b, "memfd", "export=0x1000000+1M:rw;0x2000000+4K:ro",
+               "memfd", NULL);
+    qtest_writel(a.qts, 0x3000000, 0x11111111);
+    qtest_writel(a.qts, 0x2000000, 0x22222222);
+    refused_a = mx_stat(&a, "refused-accesses");
+    refused_b = mx_stat(&b, "refused-accesses");
+
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x3000000), ==,
+                    0xffffffff);
+    qpci_io_writel(b.dev, b.window, 0x3000000, 0x33333333);
+    qpci_io_writel(b.dev, b.window, 0x2000000, 0x44444444);
+    /* The last byte of an export plus one outside it. */
+    g_assert_cmphex(qpci_io_readw(b.dev, b.window, 0x10fffff), ==, 0xffff);
+
+    g_assert_cmphex(qtest_readl(a.qts, 0x3000000), ==, 0x11111111);
+    g_assert_cmphex(qtest_readl(a.qts, 0x2000000), ==, 0x22222222);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x2000000), ==,
+                    0x22222222);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), >=, refused_a + 4);
+    g_assert_cmpuint(mx_stat(&b, "refused-accesses"), >=, refused_b + 3);
+
+    /* Inside the read-write export everything works. */
+    qpci_io_writel(b.dev, b.window, 0x1000100, 0x55555555);
+    g_assert_cmphex(qtest_readl(a.qts, 0x1000100), ==, 0x55555555);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/* Moving the window base moves what offset 0 reaches. */
+static void test_window_base(void)
+{
+    Side a, b;
+
+    start_pair(&a, &b, "memfd", "export=0+128M:rw", "memfd", NULL);
+    qtest_writel(a.qts, 0x0, 0xaaaa0000);
+    qtest_writel(a.qts, 0x4000000, 0xbbbb0000);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0), ==, 0xaaaa0000);
+
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, 0x4000000);
+    g_assert_cmphex(reg_read(&b, MX_REG_WINDOW_BASE_LO), ==, 0x4000000);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0), ==, 0xbbbb0000);
+    qpci_io_writel(b.dev, b.window, 4, 0xcccc0000);
+    g_assert_cmphex(qtest_readl(a.qts, 0x4000004), ==, 0xcccc0000);
+
+    /* Past the end of A's export (and RAM): all-ones. */
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, 0x8000000 - 0x1000);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x1000), ==, 0xffffffff);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+static void send_doorbell(Side *s, unsigned vector, const char *payload)
+{
+    size_t len = strlen(payload), i;
+
+    for (i = 0; i < len; i++) {
+        qpci_io_writeb(s->dev, s->regs, MX_REG_DB_TX_DATA + i, payload[i]);
+    }
+    reg_write(s, MX_REG_DB_TX_LEN, len);
+    reg_write(s, MX_REG_DB_TX_VECTOR, vector);
+}
+
+static void wait_rx(Side *s, uint32_t count)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    while (reg_read(s, MX_REG_DB_RX_COUNT) < count) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
+static void expect_doorbell(Side *s, unsigned vector, const char *payload)
+{
+    size_t len = strlen(payload), i;
+    uint32_t head = reg_read(s, MX_REG_DB_RX_HEAD);
+
+    g_assert_cmpuint(head & 0xffff, ==, vector);
+    g_assert_cmpuint(head >> 16, ==, len);
+    for (i = 0; i < len; i++) {
+        g_assert_cmpint(qpci_io_readb(s->dev, s->regs, MX_REG_DB_RX_DATA + i),
+                        ==, payload[i]);
+    }
+    reg_write(s, MX_REG_DB_RX_POP, 1);
+}
+
+static void test_doorbell(void)
+{
+    Side a, b;
+    int i;
+
+    start_pair(&a, &b, "memfd", "queue-depth=4", "memfd", "queue-depth=4");
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_CREDITS), ==, 4);
+
+    /* B -> A with payload; MSI-X vectors are masked: pending bit set. */
+    g_assert(!qpci_msix_pending(a.dev, 1 + 2));
+    send_doorbell(&b, 2, "hello from b");
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
+    wait_rx(&a, 1);
+    g_assert_cmphex(reg_read(&a, MX_REG_DB_RX_PENDING_LO), ==, 1 << 2);
+    g_assert(qpci_msix_pending(a.dev, 1 + 2));
+    expect_doorbell(&a, 2, "hello from b");
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+
+    /* A -> B */
+    send_doorbell(&a, 0, "and back");
+    wait_rx(&b, 1);
+    g_assert(qpci_msix_pending(b.dev, 1));
+    expect_doorbell(&b, 0, "and back");
+
+    /* Fill A's queue: the fifth doorbell is refused as busy, not lost. */
+    for (i = 0; i < 4; i++) {
+        g_autofree char *p = g_strdup_printf("msg %d", i);
+
+        while (reg_read(&b, MX_REG_DB_TX_CREDITS) == 0) {
+            g_usleep(1000);     /* the credit for the earlier pop */
+        }
+        send_doorbell(&b, 1, p);
+        g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
+    }
+    wait_rx(&a, 4);
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_CREDITS), ==, 0);
+    send_doorbell(&b, 1, "msg 4");
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_BUSY);
+    g_assert_cmpuint(mx_stat(&b, "doorbells-dropped"), ==, 1);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 4);
+
+    /* A pops one: B is told it may send again. */
+    expect_doorbell(&a, 1, "msg 0");
+    while (!(reg_read(&b, MX_REG_INTR_STATUS) & MX_INTR_TX_READY)) {
+        g_usleep(1000);
+    }
+    send_doorbell(&b, 1, "msg 4");
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
+    wait_rx(&a, 4);
+    for (i = 1; i <= 4; i++) {
+        g_autofree char *p = g_strdup_printf("msg %d", i);
+
+        expect_doorbell(&a, 1, p);
+    }
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 6);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/* The peer dies: accesses complete at once, the link comes back later. */
+static void test_peer_restart(void)
+{
+    Side a, b;
+    g_autofree char *sock = sock_path("restart");
+    uint32_t epoch;
+    int64_t t0;
+
+    side_start(&a, sock, true, "private", "side-a", "export=0+128M:rw");
+    side_start(&b, sock, false, "private", "side-b",
+               "export=0+128M:rw,timeout=500");
+    wait_link(&a, &b, true);
+    qtest_writel(b.qts, 0x100000, 0x12345678);
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x100000), ==, 0x12345678);
+    epoch = reg_read(&a, MX_REG_LINK_EPOCH);
+
+    qtest_kill_qemu(b.qts);
+    side_stop(&b);
+
+    t0 = g_get_monotonic_time();
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x100000), ==, 0xffffffff);
+    g_assert_cmpint(g_get_monotonic_time() - t0, <, 2 * 1000 * 1000);
+    wait_link(&a, NULL, false);
+    g_assert_cmpuint(reg_read(&a, MX_REG_LINK_EPOCH), >, epoch);
+
+    side_start(&b, sock, false, "private", "side-b", "export=0+128M:rw");
+    wait_link(&a, &b, true);
+    qtest_writel(b.qts, 0x100000, 0x87654321);
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x100000), ==, 0x87654321);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 2);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+typedef struct Hammer {
+    Side *self;
+    Side *peer;
+    uint64_t base;
+    int count;
+    int errors;
+} Hammer;
+
+static gpointer hammer(gpointer opaque)
+{
+    Hammer *h = opaque;
+    int i;
+
+    for (i = 0; i < h->count; i++) {
+        uint64_t off = h->base + (i % 1024) * 8;
+        uint64_t val = ((uint64_t)i << 32) | (uint32_t)~i;
+
+        qpci_io_writeq(h->self->dev, h->self->window, off, val);
+        if (qpci_io_readq(h->self->dev, h->self->window, off) != val) {
+            h->errors++;
+        }
+    }
+    return NULL;
+}
+
+/* Both sides access each other's forwarded windows at once. */
+static void test_concurrent(void)
+{
+    Side a, b;
+    Hammer ha, hb;
+    GThread *ta, *tb;
+
+    start_pair(&a, &b, "private", "export=0+128M:rw", "private",
+               "export=0+128M:rw");
+    ha = (Hammer) { .self = &a, .peer = &b, .base = 0x3000000,
+                    .count = 2000 };
+    hb = (Hammer) { .self = &b, .peer = &a, .base = 0x3100000,
+                    .count = 2000 };
+    ta = g_thread_new("hammer-a", hammer, &ha);
+    tb = g_thread_new("hammer-b", hammer, &hb);
+    g_thread_join(ta);
+    g_thread_join(tb);
+    g_assert_cmpint(ha.errors, ==, 0);
+    g_assert_cmpint(hb.errors, ==, 0);
+    g_assert_cmpuint(mx_stat(&a, "timeouts"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "timeouts"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "served-writes"), >=, 2000);
+    g_assert_cmpuint(mx_stat(&a, "served-writes"), >=, 2000);
+    /* The last values landed in the peers' RAM. */
+    g_assert_cmphex(qtest_readq(b.qts, 0x3000000 + (1999 % 1024) * 8), ==,
+                    ((uint64_t)1999 << 32) | (uint32_t)~1999);
+    g_assert_cmphex(qtest_readq(a.qts, 0x3100000 + (1999 % 1024) * 8), ==,
+                    ((uint64_t)1999 << 32) | (uint32_t)~1999);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+int main(int argc, char **argv)
+{
+    int ret;
+
+    g_test_init(&argc, &argv, NULL);
+    tmpdir = g_dir_make_tmp("memexpose-test-XXXXXX", NULL);
+    g_assert(tmpdir);
+
+    qtest_add_func("/memexpose/zero-copy", test_zero_copy);
+    qtest_add_func("/memexpose/forwarded", test_forwarded);
+    qtest_add_func("/memexpose/policy", test_policy);
+    qtest_add_func("/memexpose/window-base", test_window_base);
+    qtest_add_func("/memexpose/doorbell", test_doorbell);
+    qtest_add_func("/memexpose/peer-restart", test_peer_restart);
+    qtest_add_func("/memexpose/concurrent", test_concurrent);
+    ret = g_test_run();
+
+    g_rmdir(tmpdir);
+    g_free(tmpdir);
+    return ret;
+}
