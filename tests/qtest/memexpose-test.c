@@ -11,6 +11,7 @@
 #include <glib/gstdio.h>
 #include "libqtest.h"
 #include "libqos/libqos-pc.h"
+#include "standard-headers/linux/pci_regs.h"
 #include "qobject/qdict.h"
 
 /* Must match hw/misc/memexpose/memexpose.h */
@@ -66,8 +67,9 @@ static char *sock_path(const char *name)
  * Start one side.  @server: listen on the socket (else connect, retrying).
  * @ram: "memfd" (shared, zero-copy) or "private" (forwarded).
  */
-static void side_start(Side *s, const char *sock, bool server,
-                       const char *ram, const char *name, const char *extra)
+static void side_start_args(Side *s, const char *sock, bool server,
+                            const char *ram, const char *name,
+                            const char *extra, const char *args)
 {
     g_autofree char *chardev = server ?
         g_strdup_printf("socket,id=mx,path=%s,server=on,wait=off", sock) :
@@ -78,10 +80,11 @@ static void side_start(Side *s, const char *sock, bool server,
         g_strdup_printf("memory-backend-ram,id=ram,size=%d", RAM_SIZE);
     uint64_t size;
 
-    s->qs = qtest_pc_boot("-m %d -object %s -machine memory-backend=ram "
+    s->qs = qtest_pc_boot("%s -m %d -object %s -machine memory-backend=ram "
                           "-vga none -chardev %s "
                           "-device 'memexpose-pci,id=mx,chardev=mx,name=%s,"
                           "window-size=%d%s%s'",
+                          args ? args : "",
                           RAM_SIZE / (1024 * 1024), backend, chardev, name,
                           WINDOW_SIZE, extra ? "," : "", extra ? extra : "");
     s->qts = s->qs->qts;
@@ -95,6 +98,12 @@ static void side_start(Side *s, const char *sock, bool server,
     s->window = qpci_iomap(s->dev, 2, &size);
     g_assert_cmpuint(size, ==, WINDOW_SIZE);
     s->window_addr = s->window.addr;
+}
+
+static void side_start(Side *s, const char *sock, bool server,
+                       const char *ram, const char *name, const char *extra)
+{
+    side_start_args(s, sock, server, ram, name, extra, NULL);
 }
 
 static void side_stop(Side *s)
@@ -328,6 +337,17 @@ static void test_window_base(void)
     side_stop(&a);
 }
 
+/* Wait until some bit of @mask is set in register @reg. */
+static void wait_reg_set(Side *s, uint64_t reg, uint32_t mask)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    while (!(reg_read(s, reg) & mask)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
 static void send_doorbell(Side *s, unsigned vector, const char *payload)
 {
     size_t len = strlen(payload), i;
@@ -391,9 +411,8 @@ static void test_doorbell(void)
     for (i = 0; i < 4; i++) {
         g_autofree char *p = g_strdup_printf("msg %d", i);
 
-        while (reg_read(&b, MX_REG_DB_TX_CREDITS) == 0) {
-            g_usleep(1000);     /* the credit for the earlier pop */
-        }
+        /* The credit for the earlier pop travels back to B. */
+        wait_reg_set(&b, MX_REG_DB_TX_CREDITS, ~0U);
         send_doorbell(&b, 1, p);
         g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
     }
@@ -406,9 +425,7 @@ static void test_doorbell(void)
 
     /* A pops one: B is told it may send again. */
     expect_doorbell(&a, 1, "msg 0");
-    while (!(reg_read(&b, MX_REG_INTR_STATUS) & MX_INTR_TX_READY)) {
-        g_usleep(1000);
-    }
+    wait_reg_set(&b, MX_REG_INTR_STATUS, MX_INTR_TX_READY);
     send_doorbell(&b, 1, "msg 4");
     g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
     wait_rx(&a, 4);
@@ -454,6 +471,64 @@ static void test_peer_restart(void)
     g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x100000), ==, 0x87654321);
     g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 2);
 
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/*
+ * A's RAM handed to B zero-copy leaves A's memory map (a BAR is turned
+ * off): B's mapping is gone before A's config write completes, and B's
+ * accesses are forwarded from then on.
+ */
+static void test_invalidate(void)
+{
+    g_autofree char *sock = sock_path("invalidate");
+    const size_t len = 4096;
+    g_autofree uint8_t *src = g_malloc(len);
+    g_autofree uint8_t *dst = g_malloc(len);
+    QPCIDevice *shm = NULL;
+    QPCIBar shm_bar;
+    uint64_t size, reads;
+    Side a, b;
+
+    side_start_args(&a, sock, true, "memfd", "side-a",
+                    "export=0xe0000000+512M:rw",
+                    "-object memory-backend-memfd,id=shm,size=1M,share=on "
+                    "-device ivshmem-plain,memdev=shm");
+    side_start(&b, sock, false, "memfd", "side-b", NULL);
+    wait_link(&a, &b, true);
+
+    qpci_device_foreach(a.qs->pcibus, 0x1af4, 0x1110, save_fn, &shm);
+    g_assert(shm);
+    qpci_device_enable(shm);
+    shm_bar = qpci_iomap(shm, 2, &size);
+    g_assert_cmpuint(size, ==, 1024 * 1024);
+
+    reg_write(&b, MX_REG_WINDOW_BASE_HI, shm_bar.addr >> 32);
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, (uint32_t)shm_bar.addr);
+    wait_mapped(&b, size);
+
+    fill(src, len, 4);
+    qtest_memwrite(a.qts, shm_bar.addr, src, len);
+    reads = mx_stat(&b, "forwarded-reads");
+    qpci_memread(b.dev, b.window, 0, dst, len);
+    g_assert(memcmp(src, dst, len) == 0);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-reads"), ==, reads);
+
+    /* Memory decoding off: the BAR's RAM leaves A's map. */
+    qpci_config_writew(shm, PCI_COMMAND, 0);
+    g_assert_cmpuint(mx_stat(&a, "invalidations"), ==, 1);
+    g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0), ==, 0xffffffff);
+
+    /* Back on: still correct, now through forwarding. */
+    qpci_config_writew(shm, PCI_COMMAND, PCI_COMMAND_MEMORY);
+    reads = mx_stat(&b, "forwarded-reads");
+    qpci_memread(b.dev, b.window, 0, dst, 64);
+    g_assert(memcmp(src, dst, 64) == 0);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-reads"), >, reads);
+
+    g_free(shm);
     side_stop(&b);
     side_stop(&a);
 }
@@ -530,6 +605,7 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/window-base", test_window_base);
     qtest_add_func("/memexpose/doorbell", test_doorbell);
     qtest_add_func("/memexpose/peer-restart", test_peer_restart);
+    qtest_add_func("/memexpose/invalidate", test_invalidate);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
     ret = g_test_run();
 

@@ -78,14 +78,6 @@ static void mx_irq_bh(void *opaque)
     }
 }
 
-static void mx_raise(MemexposeState *s, uint32_t status, unsigned irq)
-{
-    bql_lock();
-    s->intr_status |= status;
-    s->irq_notify(s, irq);
-    bql_unlock();
-}
-
 /*
  * Write the whole message, but give up after the access timeout: a peer
  * that stops reading must not hang us (qemu_chr_fe_write_all would retry
@@ -230,9 +222,10 @@ static void mx_protocol_error(MemexposeState *s, const char *fmt, ...)
     memexpose_link_down(s, reason);
 }
 
-int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
+static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
+                   bool keep_bql)
 {
-    bool had_bql = bql_locked();
+    bool had_bql = !keep_bql && bql_locked();
     int64_t deadline;
     bool timed_out;
 
@@ -280,6 +273,25 @@ int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
     return call->err;
 }
 
+/*
+ * Send @req and wait for the reply, with the BQL dropped while waiting.
+ * Returns 0, a positive MxpErr from the peer, or -1 if the link failed.
+ */
+int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
+{
+    return mx_call(s, req, call, false);
+}
+
+/*
+ * The same for callers that must not let go of the BQL (memory listener
+ * commit).  The reply still arrives: the I/O thread needs no BQL.
+ */
+int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
+                            MemexposeCall *call)
+{
+    return mx_call(s, req, call, true);
+}
+
 /* ---- doorbells ---- */
 
 static void mx_send_doorbell(MemexposeState *s)
@@ -320,15 +332,22 @@ static void mx_receive_doorbell(MemexposeState *s, const MxpMsg *msg)
     const MxpDoorbell *db = &msg->u.doorbell;
     MemexposeDoorbell *slot;
 
+    /*
+     * Registers are read under the BQL: holding it while queueing means
+     * the guest never sees the entry without its interrupt status.
+     */
+    bql_lock();
     qemu_mutex_lock(&s->lock);
     if (db->vector >= s->vectors) {
         qemu_mutex_unlock(&s->lock);
+        bql_unlock();
         mx_protocol_error(s, "doorbell for vector %u of %u", db->vector,
                           s->vectors);
         return;
     }
     if (s->rx_count >= s->queue_depth) {
         qemu_mutex_unlock(&s->lock);
+        bql_unlock();
         mx_protocol_error(s, "doorbell without credit");
         return;
     }
@@ -340,7 +359,9 @@ static void mx_receive_doorbell(MemexposeState *s, const MxpMsg *msg)
     s->stats.db_received++;
     qemu_mutex_unlock(&s->lock);
 
-    mx_raise(s, MX_INTR_DOORBELL, MX_IRQ_DOORBELL(db->vector));
+    s->intr_status |= MX_INTR_DOORBELL;
+    s->irq_notify(s, MX_IRQ_DOORBELL(db->vector));
+    bql_unlock();
 }
 
 /* Guest popped the queue head: return the slot to the peer as credit. */
@@ -462,6 +483,12 @@ static void mx_serve_invalidate(MemexposeState *s, const MxpMsg *req)
     bql_lock();
     memexpose_unmap_all(s);
     bql_unlock();
+    /*
+     * TCG vCPUs flush their TLBs lazily but only while outside an RCU
+     * read-side section; after a grace period none can still reach the
+     * old mapping.
+     */
+    synchronize_rcu();
     mx_send_simple(s, MXP_INVALIDATE_ACK, req->hdr.id);
     bql_lock();
     memexpose_remap(s);
@@ -593,6 +620,7 @@ static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
     s->up = true;
     s->epoch++;
     s->stats.link_ups++;
+    g_array_set_size(s->granted, 0);
     s->last_rx_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     qemu_mutex_unlock(&s->lock);
 
@@ -1148,12 +1176,15 @@ void memexpose_realize(MemexposeState *s, Error **errp)
     qemu_mutex_init(&s->send_lock);
     qemu_cond_init(&s->cond);
     qemu_cond_init(&s->work_cond);
+    s->granted = g_array_new(false, false, sizeof(MxpRange));
+    s->changed = g_array_new(false, false, sizeof(MxpRange));
     QLIST_INIT(&s->calls);
     QSIMPLEQ_INIT(&s->work);
     s->rxq = g_new0(MemexposeDoorbell, s->queue_depth);
     s->link_bh = qemu_bh_new(mx_link_bh, s);
     s->irq_bh = qemu_bh_new(mx_irq_bh, s);
     memexpose_window_init(s);
+    memexpose_listener_init(s);
 
     iothread_id = g_strdup_printf("memexpose-%u", mx_instances++);
     s->iothread = iothread_create(iothread_id, errp);
@@ -1185,6 +1216,7 @@ void memexpose_unrealize(MemexposeState *s)
     }
     qemu_chr_fe_set_handlers(&s->chr, NULL, NULL, NULL, NULL, NULL, NULL,
                              true);
+    memory_listener_unregister(&s->listener);
     memexpose_link_down(s, "device removed");
     timer_free(s->heartbeat);
 
@@ -1209,6 +1241,8 @@ void memexpose_unrealize(MemexposeState *s)
     qemu_bh_delete(s->remap_bh);
     g_free(s->rxq);
     g_free(s->exports);
+    g_array_free(s->granted, true);
+    g_array_free(s->changed, true);
     migrate_del_blocker(&s->migration_blocker);
 }
 
@@ -1266,6 +1300,7 @@ void memexpose_add_properties(Object *obj, MemexposeState *s)
         { "doorbells-dropped", offsetof(MemexposeCounters, db_lost) },
         { "timeouts", offsetof(MemexposeCounters, timeouts) },
         { "link-ups", offsetof(MemexposeCounters, link_ups) },
+        { "invalidations", offsetof(MemexposeCounters, invalidations) },
     };
     unsigned i;
 

@@ -125,6 +125,17 @@ static uint64_t mx_next_export(MemexposeState *s, uint64_t addr)
 
 /* ---- exporter: MAP ---- */
 
+#define MX_IMPORTED_PREFIX "memexpose-peer@"
+
+/*
+ * Peer memory mapped into a window, ours or another memexpose device's:
+ * never handed on, and its coming and going is not our map changing.
+ */
+static bool mx_is_imported(const MemoryRegion *mr)
+{
+    return g_str_has_prefix(memory_region_name(mr), MX_IMPORTED_PREFIX);
+}
+
 /* The flat range of system memory at an address, or the gap after it. */
 typedef struct MxFlatLookup {
     uint64_t addr;
@@ -242,7 +253,7 @@ static bool mx_try_fd_reply(MemexposeState *s, const MxpMsg *req,
     int fd;
 
     if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
-        memory_region_is_rom(mr) || !mr->ram_block) {
+        memory_region_is_rom(mr) || !mr->ram_block || mx_is_imported(mr)) {
         return false;
     }
     fd = memory_region_get_fd(mr);
@@ -274,6 +285,9 @@ static bool mx_try_fd_reply(MemexposeState *s, const MxpMsg *req,
         }
         fd = ro_fd;
     }
+    qemu_mutex_lock(&s->lock);
+    g_array_append_val(s->granted, ((MxpRange) { astart, aend - astart }));
+    qemu_mutex_unlock(&s->lock);
     mx_reply_map(s, req, MXP_MAP_FD,
                  MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
                  astart, aend - astart, fd_offset, fd);
@@ -514,7 +528,7 @@ static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
         flags |= RAM_READONLY | RAM_READONLY_FD;
     }
     m = g_new0(MemexposeMapping, 1);
-    name = g_strdup_printf("memexpose-peer@0x%" PRIx64, wstart);
+    name = g_strdup_printf(MX_IMPORTED_PREFIX "0x%" PRIx64, wstart);
     if (!memory_region_init_ram_from_fd(&m->mr, OBJECT(s->dev), name, len,
                                         flags, fd, foff, &err)) {
         warn_reportf_err(err, "memexpose %s: mapping failed, forwarding: ",
@@ -587,4 +601,81 @@ void memexpose_remap_now(MemexposeState *s)
         }
         off = next + 1;
     }
+}
+
+/* ---- exporter: invalidation ---- */
+
+static bool mx_overlaps(const MxpRange *r, uint64_t start, uint64_t size)
+{
+    return start <= r->addr + (r->length - 1) &&
+           r->addr <= start + (size - 1);
+}
+
+/* Memory we handed out as an fd is leaving the map (removed or moved). */
+static void mx_region_del(MemoryListener *listener,
+                          MemoryRegionSection *section)
+{
+    MemexposeState *s = container_of(listener, MemexposeState, listener);
+    uint64_t start = section->offset_within_address_space;
+    uint64_t size = int128_get64(section->size);
+    bool found = false;
+    unsigned i;
+
+    if (!memory_region_is_ram(section->mr) || mx_is_imported(section->mr) ||
+        !size) {
+        return;
+    }
+    qemu_mutex_lock(&s->lock);
+    for (i = 0; i < s->granted->len; ) {
+        if (mx_overlaps(&g_array_index(s->granted, MxpRange, i), start,
+                        size)) {
+            g_array_remove_index_fast(s->granted, i);
+            found = true;
+        } else {
+            i++;
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+    if (found) {
+        g_array_append_val(s->changed, ((MxpRange) { start, size }));
+    }
+}
+
+/*
+ * The peer drops its mappings of memory that left our map before this
+ * transaction completes, so our guest never sees the change done while
+ * the peer still reaches the old memory; a peer that does not answer in
+ * time loses the link.  RAM that appears is left to forwarding until the
+ * peer's next mapping walk.
+ */
+static void mx_listener_commit(MemoryListener *listener)
+{
+    MemexposeState *s = container_of(listener, MemexposeState, listener);
+    unsigned i;
+
+    for (i = 0; i < s->changed->len; i++) {
+        MxpRange *r = &g_array_index(s->changed, MxpRange, i);
+        MemexposeCall call = { 0 };
+        MxpMsg req = {
+            .hdr = { .type = MXP_INVALIDATE },
+            .u.range = *r,
+        };
+
+        if (memexpose_call_keep_bql(s, &req, &call) < 0) {
+            break;
+        }
+        qatomic_inc(&s->stats.invalidations);
+    }
+    g_array_set_size(s->changed, 0);
+}
+
+void memexpose_listener_init(MemexposeState *s)
+{
+    s->listener = (MemoryListener) {
+        .name = "memexpose",
+        .region_del = mx_region_del,
+        .commit = mx_listener_commit,
+        .priority = MEMORY_LISTENER_PRIORITY_DEV_BACKEND,
+    };
+    memory_listener_register(&s->listener, &address_space_memory);
 }

@@ -135,6 +135,7 @@ typedef struct MemexposeCounters {
     uint64_t db_lost;           /* sends ignored because the peer was busy */
     uint64_t timeouts;
     uint64_t link_ups;
+    uint64_t invalidations;     /* INVALIDATEs we sent */
 } MemexposeCounters;
 
 struct MemexposeState {
@@ -219,6 +220,12 @@ struct MemexposeState {
     QEMUBH *irq_bh;
     uint32_t map_generation;    /* bumped whenever mappings are dropped */
 
+    /* Exporter: RAM ranges handed out as fds on this link (@lock) */
+    GArray *granted;
+    /* Exporter: exported RAM ranges changed in this transaction (BQL) */
+    GArray *changed;
+    MemoryListener listener;
+
     MemexposeCounters stats;
 };
 
@@ -240,9 +247,12 @@ void memexpose_window_init(MemexposeState *s);
 void memexpose_unmap_all(MemexposeState *s);
 void memexpose_remap(MemexposeState *s);
 void memexpose_remap_now(MemexposeState *s);
+void memexpose_listener_init(MemexposeState *s);
 
 /* Link layer used by the memory layer */
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call);
+int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
+                            MemexposeCall *call);
 void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
 void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
                            MxpErr code, uint64_t addr);
