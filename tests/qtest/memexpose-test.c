@@ -533,6 +533,61 @@ static void test_invalidate(void)
     side_stop(&a);
 }
 
+/*
+ * The peer hangs (SIGSTOP): an access completes with all-ones within the
+ * timeout and takes the link down; once the peer runs again the link
+ * comes back by itself.
+ */
+static void test_peer_frozen(void)
+{
+    g_autofree char *sock = sock_path("frozen");
+    Side a, b;
+    int64_t t0, took;
+
+    side_start(&a, sock, true, "private", "side-a",
+               "export=0+128M:rw,timeout=300,heartbeat=5000");
+    side_start(&b, sock, false, "private", "side-b", "export=0+128M:rw");
+    wait_link(&a, &b, true);
+    qtest_writel(b.qts, 0x200000, 0xcafef00d);
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x200000), ==, 0xcafef00d);
+
+    kill(qtest_pid(b.qts), SIGSTOP);
+    t0 = g_get_monotonic_time();
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x200000), ==, 0xffffffff);
+    took = g_get_monotonic_time() - t0;
+    g_assert_cmpint(took, >=, 250 * 1000);
+    g_assert_cmpint(took, <, 2 * 1000 * 1000);
+    g_assert_cmpuint(mx_stat(&a, "timeouts"), ==, 1);
+    g_assert(!link_up(&a));
+
+    kill(qtest_pid(b.qts), SIGCONT);
+    wait_link(&a, &b, true);
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x200000), ==, 0xcafef00d);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/* A peer that goes silent is noticed by the heartbeat alone. */
+static void test_heartbeat(void)
+{
+    g_autofree char *sock = sock_path("heartbeat");
+    Side a, b;
+
+    side_start(&a, sock, true, "private", "side-a", "heartbeat=100");
+    side_start(&b, sock, false, "private", "side-b", "heartbeat=100");
+    wait_link(&a, &b, true);
+
+    kill(qtest_pid(b.qts), SIGSTOP);
+    wait_link(&a, NULL, false);
+    kill(qtest_pid(b.qts), SIGCONT);
+    wait_link(&a, &b, true);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 2);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
 typedef struct Hammer {
     Side *self;
     Side *peer;
@@ -605,6 +660,8 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/window-base", test_window_base);
     qtest_add_func("/memexpose/doorbell", test_doorbell);
     qtest_add_func("/memexpose/peer-restart", test_peer_restart);
+    qtest_add_func("/memexpose/peer-frozen", test_peer_frozen);
+    qtest_add_func("/memexpose/heartbeat", test_heartbeat);
     qtest_add_func("/memexpose/invalidate", test_invalidate);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
     ret = g_test_run();
