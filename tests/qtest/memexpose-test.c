@@ -32,6 +32,7 @@
 #define MX_REG_DB_RX_PENDING_LO     0x60
 #define MX_REG_DB_TX_DATA           0x100
 #define MX_REG_DB_RX_DATA           0x200
+#define MX_REG_PEER_NAME            0x300
 #define MX_LINK_UP                  1
 #define MX_INTR_TX_READY            4
 #define MX_TX_OK                    0
@@ -199,6 +200,10 @@ static void test_zero_copy(void)
     start_pair(&a, &b, "memfd", "export=0+128M:rw,trust-peer=on", "memfd",
                "export=0+128M:rw,trust-peer=on");
     g_assert_cmphex(reg_read(&b, MX_REG_ID), ==, MXP_MAGIC);
+    /* "side-a" as the peer name, NUL padded */
+    g_assert_cmphex(reg_read(&b, MX_REG_PEER_NAME), ==, 0x65646973);
+    g_assert_cmphex(reg_read(&b, MX_REG_PEER_NAME + 4), ==, 0x612d);
+    g_assert_cmphex(reg_read(&b, MX_REG_PEER_NAME + 60), ==, 0);
     wait_mapped(&b, 32 * 1024 * 1024);
 
     /* A writes its own RAM, B reads it through the window. */

@@ -978,6 +978,14 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size)
         }
         goto out;
     }
+    if (addr >= MX_REG_PEER_NAME &&
+        addr + size <= MX_REG_PEER_NAME + MXP_NAME_SIZE) {
+        if (s->up) {
+            mx_data_read((const uint8_t *)s->peer.name,
+                         addr - MX_REG_PEER_NAME, size, &val);
+        }
+        goto out;
+    }
     if (size != 4) {
         qemu_log_mask(LOG_GUEST_ERROR, "memexpose: %u-byte register read at"
                       " 0x%" HWADDR_PRIx "\n", size, addr);

@@ -47,6 +47,7 @@
 #define MX_REG_DB_RX_PENDING_HI     0x64
 #define MX_REG_DB_TX_DATA           0x100
 #define MX_REG_DB_RX_DATA           0x200
+#define MX_REG_PEER_NAME            0x300   /* 64 bytes, NUL padded */
 
 /* MX_REG_LINK bits */
 #define MX_LINK_UP                  (1U << 0)
