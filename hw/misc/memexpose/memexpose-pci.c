@@ -66,9 +66,13 @@ static void memexpose_pci_irq(MemexposeState *core, unsigned irq)
     PCIDevice *pdev = PCI_DEVICE(d);
 
     if (msix_enabled(pdev)) {
+        /*
+         * Doorbells have vectors of their own; vector 0 carries only the
+         * control events.  A masked vector sets its pending bit instead.
+         */
         if (irq != MX_IRQ_CONTROL ||
-            (core->intr_status & core->intr_mask)) {
-            /* A masked vector sets its pending bit instead. */
+            (core->intr_status & core->intr_mask &
+             (MX_INTR_LINK | MX_INTR_TX_READY))) {
             msix_notify(pdev, irq);
         }
         return;
