@@ -538,6 +538,42 @@ static void test_invalidate(void)
     side_stop(&a);
 }
 
+/* True once every thread of @pid is in the stopped state. */
+static bool all_threads_stopped(pid_t pid)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", pid);
+    GDir *tasks = g_dir_open(dir, 0, NULL);
+    const char *tid;
+    bool stopped = true;
+
+    g_assert(tasks);
+    while (stopped && (tid = g_dir_read_name(tasks))) {
+        g_autofree char *path = g_strdup_printf("%s/%s/stat", dir, tid);
+        g_autofree char *stat = NULL;
+        char *end;
+
+        if (!g_file_get_contents(path, &stat, NULL, NULL)) {
+            continue;           /* the thread just exited */
+        }
+        end = strrchr(stat, ')');
+        stopped = end && end[1] == ' ' && end[2] == 'T';
+    }
+    g_dir_close(tasks);
+    return stopped;
+}
+
+/* Stop a QEMU and wait until all of it has stopped (SIGSTOP is async). */
+static void freeze(QTestState *qts)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    kill(qtest_pid(qts), SIGSTOP);
+    while (!all_threads_stopped(qtest_pid(qts))) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
 /*
  * The peer hangs (SIGSTOP): an access completes with all-ones within the
  * timeout and takes the link down; once the peer runs again the link
@@ -556,7 +592,7 @@ static void test_peer_frozen(void)
     qtest_writel(b.qts, 0x200000, 0xcafef00d);
     g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x200000), ==, 0xcafef00d);
 
-    kill(qtest_pid(b.qts), SIGSTOP);
+    freeze(b.qts);
     t0 = g_get_monotonic_time();
     g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x200000), ==, 0xffffffff);
     took = g_get_monotonic_time() - t0;
@@ -583,7 +619,7 @@ static void test_heartbeat(void)
     side_start(&b, sock, false, "private", "side-b", "heartbeat=100");
     wait_link(&a, &b, true);
 
-    kill(qtest_pid(b.qts), SIGSTOP);
+    freeze(b.qts);
     wait_link(&a, NULL, false);
     kill(qtest_pid(b.qts), SIGCONT);
     wait_link(&a, &b, true);
