@@ -324,7 +324,13 @@ void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
     start = e->addr;
     end = e->addr + (e->size - 1);
 
-    RCU_READ_LOCK_GUARD();
+    /*
+     * Under the BQL no memory transaction can commit between looking at
+     * the map and recording the grant, so a later removal always finds
+     * the grant and invalidates it after this reply.
+     */
+    bql_lock();
+    rcu_read_lock();
     fv = address_space_to_flatview(&address_space_memory);
     flatview_for_each_range(fv, mx_flat_lookup_cb, &l);
     if (!l.found) {
@@ -337,15 +343,27 @@ void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
         start = MAX(start, l.start);
         end = MIN(end, l.start + (l.len - 1));
         if (mx_try_fd_reply(s, req, e, fv, &l, start, end, &start, &end)) {
-            return;
+            goto out;
         }
     }
     mx_reply_map(s, req, MXP_MAP_FORWARD,
                  MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
                  start, end - start + 1, 0, -1);
+out:
+    rcu_read_unlock();
+    bql_unlock();
 }
 
 /* ---- importer: window ---- */
+
+/* The peer range of a window access must not wrap past 2^64. */
+static bool mx_window_access_ok(MemexposeState *s, hwaddr offset,
+                                unsigned size)
+{
+    uint64_t addr = s->window_base + offset;
+
+    return addr >= s->window_base && addr + (size - 1) >= addr;
+}
 
 static MemTxResult mx_forward_read(void *opaque, hwaddr offset,
                                    uint64_t *data, unsigned size,
@@ -365,7 +383,7 @@ static MemTxResult mx_forward_read(void *opaque, hwaddr offset,
         memexpose_note_recursion();
         return MEMTX_ERROR;
     }
-    if (req.u.access.addr < s->window_base) {
+    if (!mx_window_access_ok(s, offset, size)) {
         qatomic_inc(&s->stats.refused);
         return MEMTX_OK;
     }
@@ -397,7 +415,7 @@ static MemTxResult mx_forward_write(void *opaque, hwaddr offset,
         memexpose_note_recursion();
         return MEMTX_ERROR;
     }
-    if (req.u.access.addr < s->window_base) {
+    if (!mx_window_access_ok(s, offset, size)) {
         qatomic_inc(&s->stats.refused);
         return MEMTX_OK;
     }

@@ -136,7 +136,7 @@ typedef struct MemexposeCounters {
     uint64_t db_lost;           /* sends ignored because the peer was busy */
     uint64_t timeouts;
     uint64_t link_ups;
-    uint64_t invalidations;     /* INVALIDATEs we sent */
+    uint64_t invalidations;     /* INVALIDATEs the peer acknowledged */
 } MemexposeCounters;
 
 struct MemexposeState {
