@@ -18,6 +18,7 @@
 #define MX_REG_ID                   0x00
 #define MX_REG_LINK                 0x08
 #define MX_REG_INTR_STATUS          0x10
+#define MX_REG_INTR_MASK            0x14
 #define MX_REG_WINDOW_BASE_LO       0x18
 #define MX_REG_WINDOW_BASE_HI       0x1c
 #define MX_REG_WINDOW_SIZE_LO       0x20
@@ -34,6 +35,7 @@
 #define MX_REG_DB_RX_DATA           0x200
 #define MX_REG_PEER_NAME            0x300
 #define MX_LINK_UP                  1
+#define MX_INTR_LINK                1
 #define MX_INTR_TX_READY            4
 #define MX_TX_OK                    0
 #define MX_TX_BUSY                  1
@@ -149,6 +151,17 @@ static void wait_link(Side *a, Side *b, bool up)
     while (link_up(a) != up || (b && link_up(b) != up)) {
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(10 * 1000);
+    }
+}
+
+/* Wait until some bit of @mask is set in register @reg. */
+static void wait_reg_set(Side *s, uint64_t reg, uint32_t mask)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    while (!(reg_read(s, reg) & mask)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
     }
 }
 
@@ -342,17 +355,6 @@ static void test_window_base(void)
     side_stop(&a);
 }
 
-/* Wait until some bit of @mask is set in register @reg. */
-static void wait_reg_set(Side *s, uint64_t reg, uint32_t mask)
-{
-    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
-
-    while (!(reg_read(s, reg) & mask)) {
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(1000);
-    }
-}
-
 static void send_doorbell(Side *s, unsigned vector, const char *payload)
 {
     size_t len = strlen(payload), i;
@@ -460,6 +462,9 @@ static void test_peer_restart(void)
     qtest_writel(b.qts, 0x100000, 0x12345678);
     g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x100000), ==, 0x12345678);
     epoch = reg_read(&a, MX_REG_LINK_EPOCH);
+    reg_write(&a, MX_REG_INTR_STATUS, MX_INTR_LINK);
+    reg_write(&a, MX_REG_INTR_MASK, MX_INTR_LINK);
+    g_assert(!qpci_msix_pending(a.dev, 0));
 
     qtest_kill_qemu(b.qts);
     side_stop(&b);
@@ -469,6 +474,9 @@ static void test_peer_restart(void)
     g_assert_cmpint(g_get_monotonic_time() - t0, <, 2 * 1000 * 1000);
     wait_link(&a, NULL, false);
     g_assert_cmpuint(reg_read(&a, MX_REG_LINK_EPOCH), >, epoch);
+    /* The link change is signalled on (masked) MSI-X vector 0. */
+    wait_reg_set(&a, MX_REG_INTR_STATUS, MX_INTR_LINK);
+    g_assert(qpci_msix_pending(a.dev, 0));
 
     side_start(&b, sock, false, "private", "side-b", "export=0+128M:rw");
     wait_link(&a, &b, true);
@@ -629,6 +637,86 @@ static void test_heartbeat(void)
     side_stop(&a);
 }
 
+/* A forwarded access that would leave through a window again is refused. */
+static void test_recursion(void)
+{
+    Side a, b;
+    uint64_t refused;
+
+    start_pair(&a, &b, "private", "export=0xe0000000+512M:rw", "private",
+               "export=0+128M:rw");
+    /* B's window onto A's own window, which leads back to B. */
+    reg_write(&b, MX_REG_WINDOW_BASE_HI, a.window_addr >> 32);
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, (uint32_t)a.window_addr);
+    qtest_writel(b.qts, 0x1000, 0x600dcafe);
+    g_assert_cmphex(qpci_io_readl(a.dev, a.window, 0x1000), ==, 0x600dcafe);
+
+    refused = mx_stat(&a, "refused-accesses");
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x1000), ==, 0xffffffff);
+    qpci_io_writel(b.dev, b.window, 0x1000, 0xbad);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), ==, refused + 2);
+    g_assert_cmphex(qtest_readl(b.qts, 0x1000), ==, 0x600dcafe);
+    g_assert(link_up(&a) && link_up(&b));
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+/*
+ * A file the peer could shrink under us is not mapped (that would be a
+ * SIGBUS waiting to happen): the importer falls back to forwarding.
+ */
+static void test_unsealed_fd(void)
+{
+    g_autofree char *sock = sock_path("unsealed");
+    g_autofree char *file = g_strdup_printf("%s/ram-a", tmpdir);
+    g_autofree char *args = g_strdup_printf(
+        "-object memory-backend-file,id=ram2,size=1M,share=on,mem-path=%s "
+        "-device ivshmem-plain,memdev=ram2", file);
+    QPCIDevice *shm = NULL;
+    QPCIBar bar;
+    uint64_t size;
+    Side a, b;
+
+    /* A trusts B and hands out the file; B does not trust A. */
+    side_start_args(&a, sock, true, "memfd", "side-a",
+                    "export=0xe0000000+512M:rw,trust-peer=on", args);
+    side_start(&b, sock, false, "memfd", "side-b", NULL);
+    wait_link(&a, &b, true);
+    qpci_device_foreach(a.qs->pcibus, 0x1af4, 0x1110, save_fn, &shm);
+    g_assert(shm);
+    qpci_device_enable(shm);
+    bar = qpci_iomap(shm, 2, &size);
+
+    qtest_writel(a.qts, bar.addr + 0x100, 0x5eed5eed);
+    reg_write(&b, MX_REG_WINDOW_BASE_HI, bar.addr >> 32);
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, (uint32_t)bar.addr);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x100), ==, 0x5eed5eed);
+    g_assert_cmpuint(mx_stat(&b, "mappings-made"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "forwarded-reads"), >=, 1);
+
+    g_free(shm);
+    side_stop(&b);
+    side_stop(&a);
+    unlink(file);
+}
+
+static void test_migration_blocked(void)
+{
+    Side a, b;
+    QDict *rsp;
+
+    start_pair(&a, &b, "memfd", NULL, "memfd", NULL);
+    rsp = qtest_qmp(a.qts, "{'execute': 'migrate', 'arguments':"
+                    " {'uri': 'exec:cat > /dev/null'}}");
+    g_assert(qdict_haskey(rsp, "error"));
+    g_assert(strstr(qdict_get_str(qdict_get_qdict(rsp, "error"), "desc"),
+                    "memexpose"));
+    qobject_unref(rsp);
+    side_stop(&b);
+    side_stop(&a);
+}
+
 typedef struct Hammer {
     Side *self;
     Side *peer;
@@ -704,6 +792,9 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/peer-frozen", test_peer_frozen);
     qtest_add_func("/memexpose/heartbeat", test_heartbeat);
     qtest_add_func("/memexpose/invalidate", test_invalidate);
+    qtest_add_func("/memexpose/recursion", test_recursion);
+    qtest_add_func("/memexpose/unsealed-fd", test_unsealed_fd);
+    qtest_add_func("/memexpose/migration-blocked", test_migration_blocked);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
     ret = g_test_run();
 
