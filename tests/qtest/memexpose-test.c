@@ -250,8 +250,22 @@ static void test_zero_copy(void)
     g_assert_cmpuint(mx_stat(&b, "forwarded-writes"), ==, writes);
     g_assert_cmpuint(mx_stat(&a, "served-reads"), ==, 0);
 
-    side_stop(&b);
+    /* Mappings come and go with the window base, data stays right. */
+    for (i = 0; i < 4; i++) {
+        reg_write(&b, MX_REG_WINDOW_BASE_LO, (i & 1) ? 0x1000 : 0);
+        g_assert_cmpuint(qpci_io_readl(b.dev, b.window,
+                                       0x1300000 + 999 * 4 -
+                                       ((i & 1) ? 0x1000 : 0)), ==, 999);
+    }
+
+    /* The exporter dies under B's mappings: B drops them and lives on. */
+    qtest_kill_qemu(a.qts);
     side_stop(&a);
+    wait_link(&b, NULL, false);
+    g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0x1300000), ==,
+                    0xffffffff);
+    side_stop(&b);
 }
 
 /* Private RAM and MMIO are reached by forwarding, for every access size. */

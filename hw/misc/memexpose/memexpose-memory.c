@@ -14,6 +14,7 @@
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/memfd.h"
+#include "qemu/module.h"
 #include "qemu/rcu.h"
 #include "exec/address-spaces.h"
 #include "exec/ramblock.h"
@@ -469,9 +470,8 @@ void memexpose_unmap_all(MemexposeState *s)
         QLIST_REMOVE(m, next);
         memory_region_del_subregion(&s->window, &m->mr);
         qatomic_sub(&s->stats.mapped_bytes, m->size);
-        object_unparent(OBJECT(&m->mr));
-        /* The RAMBlock (and the mmap) goes away after an RCU period. */
-        g_free(m);
+        /* Freed, with its RAMBlock and mmap, when no flat view uses it. */
+        object_unref(OBJECT(m));
     }
     memory_region_transaction_commit();
 }
@@ -545,14 +545,14 @@ static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
     if (!(r->perm & MXP_PERM_WRITE)) {
         flags |= RAM_READONLY | RAM_READONLY_FD;
     }
-    m = g_new0(MemexposeMapping, 1);
+    m = MEMEXPOSE_MAPPING(object_new(TYPE_MEMEXPOSE_MAPPING));
     name = g_strdup_printf(MX_IMPORTED_PREFIX "0x%" PRIx64, wstart);
-    if (!memory_region_init_ram_from_fd(&m->mr, OBJECT(s->dev), name, len,
+    if (!memory_region_init_ram_from_fd(&m->mr, OBJECT(m), name, len,
                                         flags, fd, foff, &err)) {
         warn_reportf_err(err, "memexpose %s: mapping failed, forwarding: ",
                          s->name);
         close(fd);
-        g_free(m);
+        object_unref(OBJECT(m));
         return;
     }
     /* The RAMBlock owns @fd from here on. */
@@ -697,3 +697,16 @@ void memexpose_listener_init(MemexposeState *s)
     };
     memory_listener_register(&s->listener, &address_space_memory);
 }
+
+static const TypeInfo memexpose_mapping_info = {
+    .name = TYPE_MEMEXPOSE_MAPPING,
+    .parent = TYPE_OBJECT,
+    .instance_size = sizeof(MemexposeMapping),
+};
+
+static void memexpose_mapping_register_types(void)
+{
+    type_register_static(&memexpose_mapping_info);
+}
+
+type_init(memexpose_mapping_register_types)

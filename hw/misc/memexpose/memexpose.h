@@ -87,13 +87,22 @@ typedef struct MemexposeExport {
     bool writable;
 } MemexposeExport;
 
-/* A zero-copy mapping of peer RAM inside the window. */
-typedef struct MemexposeMapping {
+/*
+ * A zero-copy mapping of peer RAM inside the window.  It is an object of
+ * its own and owns its MemoryRegion, so flat views that still refer to
+ * the region after it is unmapped keep it alive until RCU lets go.
+ */
+#define TYPE_MEMEXPOSE_MAPPING "memexpose-mapping"
+OBJECT_DECLARE_SIMPLE_TYPE(MemexposeMapping, MEMEXPOSE_MAPPING)
+
+struct MemexposeMapping {
+    Object parent_obj;
+
     MemoryRegion mr;
     uint64_t peer_addr;
     uint64_t size;
     QLIST_ENTRY(MemexposeMapping) next;
-} MemexposeMapping;
+};
 
 typedef struct MemexposeDoorbell {
     uint16_t vector;
