@@ -223,7 +223,7 @@ static void mx_protocol_error(MemexposeState *s, const char *fmt, ...)
 }
 
 static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
-                   bool keep_bql)
+                   bool keep_bql, uint32_t timeout_ms)
 {
     bool had_bql = !keep_bql && bql_locked();
     int64_t deadline;
@@ -248,7 +248,7 @@ static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
     if (had_bql) {
         bql_unlock();
     }
-    deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + s->timeout_ms;
+    deadline = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) + timeout_ms;
     qemu_mutex_lock(&s->lock);
     while (!call->done) {
         int64_t left = deadline - qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
@@ -279,7 +279,19 @@ static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
  */
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 {
-    return mx_call(s, req, call, false);
+    return mx_call(s, req, call, false, s->timeout_ms);
+}
+
+/*
+ * For requests no guest access waits on (the mapping walk): a peer whose
+ * machine is still starting may hold its BQL for longer than an access
+ * may take, and that is no reason to drop the link.
+ */
+int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
+                           MemexposeCall *call)
+{
+    return mx_call(s, req, call, false,
+                   MAX(s->timeout_ms, MEMEXPOSE_PATIENT_TIMEOUT_MS));
 }
 
 /*
@@ -289,7 +301,7 @@ int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
                             MemexposeCall *call)
 {
-    return mx_call(s, req, call, true);
+    return mx_call(s, req, call, true, s->timeout_ms);
 }
 
 /* ---- doorbells ---- */

@@ -590,7 +590,7 @@ void memexpose_remap_now(MemexposeState *s)
         if (base + off < base) {
             break;
         }
-        if (memexpose_call(s, &req, &call) != 0) {
+        if (memexpose_call_patient(s, &req, &call) != 0) {
             break;
         }
         if (gen != s->map_generation) {

@@ -78,6 +78,7 @@
 #define MEMEXPOSE_DEFAULT_WINDOW    (1 * GiB)
 #define MEMEXPOSE_DEFAULT_TIMEOUT_MS 1000
 #define MEMEXPOSE_DEFAULT_HEARTBEAT_MS 1000
+#define MEMEXPOSE_PATIENT_TIMEOUT_MS 10000
 
 typedef struct MemexposeState MemexposeState;
 
@@ -263,6 +264,8 @@ void memexpose_listener_init(MemexposeState *s);
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call);
 int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
                             MemexposeCall *call);
+int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
+                           MemexposeCall *call);
 void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
 void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
                            MxpErr code, uint64_t addr);
