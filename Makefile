@@ -2,7 +2,9 @@
 # strings the steps together.  Run as root on Debian: missing packages are
 # installed with apt.
 #
-#   make check     install deps, fetch QEMU 10.0.x, overlay, build, test
+#   make check     install deps, fetch QEMU 10.0.x, overlay, build QEMU
+#                  and the guest driver, run every test (two Linux guests
+#                  included)
 #   make patches   export the git format-patch series into build/patches
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
 
@@ -16,9 +18,10 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
           tests/qtest/device-introspect-test tests/qtest/qom-test
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
-.PHONY: all deps qemu-src overlay qemu mx check patches fuzz clean distclean
+.PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
+        distclean
 
-all: qemu mx
+all: qemu mx driver
 
 deps:
 	@sh scripts/deps.sh
@@ -36,7 +39,10 @@ mx: deps
 	@[ -f $(MX_BUILD)/build.ninja ] || meson setup $(MX_BUILD) . >/dev/null
 	@ninja -C $(MX_BUILD) >/dev/null
 
-check: qemu mx
+driver: deps
+	@$(MAKE) -s -C linux-driver modules tools >/dev/null
+
+check: qemu mx driver
 	@sh scripts/run-tests.sh
 
 patches: overlay
@@ -53,7 +59,9 @@ fuzz: deps
 	    $(BUILD)/fuzz/corpus
 
 clean:
-	rm -rf $(QEMU_BUILD) $(MX_BUILD) $(BUILD)/patches $(BUILD)/fuzz
+	rm -rf $(QEMU_BUILD) $(MX_BUILD) $(BUILD)/patches $(BUILD)/fuzz \
+	    $(BUILD)/guest
+	$(MAKE) -C linux-driver clean
 
 distclean:
 	rm -rf $(BUILD)

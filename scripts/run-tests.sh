@@ -96,6 +96,16 @@ for t in x86_64 aarch64; do
     run_tap "qtest-$t-qom" "$qemu_build/tests/qtest/qom-test" --tap
 done
 
+echo "== linux driver"
+# Warnings are failures: W=1 and sparse must stay quiet.
+run_one driver-w1-clean sh -c "make -s -C '$top/linux-driver' w1 2>&1 |
+    tee /dev/stderr | grep -q 'warning:' && exit 1; make -s -C '$top/linux-driver' tools"
+run_one driver-sparse-clean sh -c "make -s -C '$top/linux-driver' sparse 2>&1 |
+    tee /dev/stderr | grep -q -E 'warning:|error:' && exit 1; exit 0"
+
+echo "== guests: two Linux VMs linked by memexpose-pci"
+run_tap guest-scenarios sh "$top/tests/guest/run.sh"
+
 echo "check: $passed passed, $failed failed"
 [ -z "$failures" ] || echo "failed:$failures"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

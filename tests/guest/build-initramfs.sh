@@ -1,0 +1,120 @@
+#!/bin/sh
+# Build the guest initramfs for the memexpose guest tests.
+#
+#   tests/guest/build-initramfs.sh OUT.cpio.gz
+#
+# Contents: busybox-static with its applet links, memexpose.ko (and any
+# module it depends on, from /lib/modules/<ver>), memexpose-ctl, and an
+# /init that runs a command loop on /dev/ttyS0 for tests/guest/harness.py.
+#
+# Environment:
+#   MEMEXPOSE_KO      the driver      (default linux-driver/memexpose.ko)
+#   MEMEXPOSE_CTL     the user tool   (default linux-driver/tools/memexpose-ctl)
+#   MEMEXPOSE_KVER    kernel version  (default: the newest /boot/vmlinuz-*-amd64)
+#   MEMEXPOSE_ALLOW_NO_DRIVER=1   build without driver/tool (boot tests only)
+#
+# Prints the kernel image to use as the last line: "kernel: /boot/vmlinuz-..."
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=${1:?usage: $0 OUT.cpio.gz}
+ko=${MEMEXPOSE_KO:-$top/linux-driver/memexpose.ko}
+ctl=${MEMEXPOSE_CTL:-$top/linux-driver/tools/memexpose-ctl}
+
+die() { echo "build-initramfs: $*" >&2; exit 1; }
+
+# The kernel: newest Debian amd64 image; headers must match.
+if [ -n "${MEMEXPOSE_KVER:-}" ]; then
+    kver=$MEMEXPOSE_KVER
+else
+    kimg=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$kimg" ] || die "no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)"
+    kver=${kimg#/boot/vmlinuz-}
+fi
+kimg=/boot/vmlinuz-$kver
+[ -r "$kimg" ] || die "$kimg is missing or unreadable"
+[ -d "/lib/modules/$kver" ] || die "/lib/modules/$kver is missing"
+if [ ! -d "/usr/src/linux-headers-$kver" ] && [ ! -e "/lib/modules/$kver/build" ]; then
+    echo "build-initramfs: warning: no headers for $kver (linux-headers-amd64)" >&2
+fi
+
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] || die "busybox not found (apt-get install busybox-static)"
+if file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked'; then
+    die "$busybox is dynamically linked (apt-get install busybox-static)"
+fi
+command -v cpio >/dev/null || die "cpio not found"
+
+have_driver=1
+have_ctl=1
+if [ ! -f "$ko" ] || [ ! -f "$ctl" ]; then
+    [ "${MEMEXPOSE_ALLOW_NO_DRIVER:-0}" = 1 ] ||
+        die "driver or tool missing: $ko, $ctl (build linux-driver first)"
+    [ -f "$ko" ] || have_driver=0
+    [ -f "$ctl" ] || have_ctl=0
+fi
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" \
+         "$stage/proc" "$stage/sys" "$stage/dev" "$stage/tmp" "$stage/run" \
+         "$stage/root" "$stage/etc" "$stage/lib/modules/$kver/extra"
+cp "$busybox" "$stage/bin/busybox"
+chmod 755 "$stage/bin/busybox"
+"$busybox" --list-full | while read -r applet; do
+    [ "$applet" = bin/busybox ] && continue
+    [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
+done
+mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
+mknod -m 666 "$stage/dev/null" c 1 3 2>/dev/null || true
+echo "root:x:0:0:root:/root:/bin/sh" > "$stage/etc/passwd"
+echo "root:x:0:" > "$stage/etc/group"
+
+# Modules: memexpose.ko at / (the tests insmod /memexpose.ko), plus what
+# it depends on, loaded in dependency order by /init (/etc/mx-modules).
+: > "$stage/etc/mx-modules"
+if [ $have_driver = 1 ]; then
+    vermagic=$(modinfo -F vermagic "$ko") || die "modinfo failed on $ko"
+    case "$vermagic" in
+        "$kver "*) ;;
+        *) die "$ko was built for '${vermagic%% *}', the kernel is $kver" ;;
+    esac
+    cp "$ko" "$stage/memexpose.ko"
+
+    # Depth-first: dependencies before dependants, each once.
+    seen=" "
+    add_deps() { # depends-list
+        for m in $(echo "$1" | tr ',' ' '); do
+            case "$seen" in *" $m "*) continue ;; esac
+            seen="$seen$m "
+            f=$(modinfo -k "$kver" -F filename "$m" 2>/dev/null | head -n 1)
+            case "$f" in
+                ""|"(builtin)"|name:*) continue ;;   # built into the kernel
+            esac
+            add_deps "$(modinfo -F depends "$f")"
+            cp "$f" "$stage/lib/modules/$kver/extra/"
+            echo "/lib/modules/$kver/extra/$(basename "$f")" >> "$stage/etc/mx-modules"
+        done
+    }
+    add_deps "$(modinfo -F depends "$ko")"
+fi
+
+if [ $have_ctl = 1 ]; then
+    if file -L "$ctl" 2>/dev/null | grep -q 'dynamically linked'; then
+        die "$ctl is dynamically linked; the initramfs has no libc"
+    fi
+    cp "$ctl" "$stage/bin/memexpose-ctl"
+    chmod 755 "$stage/bin/memexpose-ctl"
+fi
+
+cp "$top/tests/guest/init" "$stage/init"
+chmod 755 "$stage/init"
+echo "$kver" > "$stage/etc/mx-kernel"
+
+mkdir -p "$(dirname "$out")"
+(cd "$stage" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
+    gzip -6 > "$out.tmp"
+mv "$out.tmp" "$out"
+echo "initramfs: $out ($(wc -c < "$out") bytes, driver: $([ $have_driver = 1 ] && echo yes || echo no), tool: $([ $have_ctl = 1 ] && echo yes || echo no), modules: $(wc -l < "$stage/etc/mx-modules") extra)"
+echo "kernel: $kimg"

@@ -1,0 +1,81 @@
+#!/bin/sh
+# Guest tests: two Linux guests (TCG) linked by memexpose-pci, driven with
+# memexpose.ko and memexpose-ctl.  Prints TAP, exits non-zero on failure.
+#
+#   tests/guest/run.sh [run-scenarios.py options, e.g. --only bulk,info]
+#
+# Environment: MEMEXPOSE_QEMU (default build/qemu/qemu-system-x86_64),
+# MEMEXPOSE_KO, MEMEXPOSE_CTL (default linux-driver/...; when not given,
+# linux-driver is built first if the module or the tool is missing or
+# older than its sources, unless MEMEXPOSE_NO_DRIVER_BUILD=1),
+# MEMEXPOSE_ACCEL (tcg; kvm only on request), MEMEXPOSE_SCENARIO_TIMEOUT
+# (60 s), MEMEXPOSE_MALLOC_PERTURB (165; 0 = off: QEMU's freed memory is
+# filled with this byte so that a use-after-free shows at once).
+set -eu
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+out=$top/build/guest
+initrd=$out/initramfs.cpio.gz
+drv=$top/linux-driver
+ko=${MEMEXPOSE_KO:-$drv/memexpose.ko}
+ctl=${MEMEXPOSE_CTL:-$drv/tools/memexpose-ctl}
+
+bail() { echo "Bail out! $*"; exit 1; }
+
+# newer_than FILE SOURCES...: true if FILE is missing or a source is newer.
+newer_than() {
+    f=$1
+    shift
+    [ -e "$f" ] || return 0
+    for s in "$@"; do
+        [ -n "$(find "$s" -newer "$f" 2>/dev/null)" ] && return 0
+    done
+    return 1
+}
+
+if [ -z "${MEMEXPOSE_KO:-}${MEMEXPOSE_CTL:-}" ] &&
+   [ "${MEMEXPOSE_NO_DRIVER_BUILD:-0}" != 1 ] && [ -f "$drv/Makefile" ]; then
+    srcs=$(ls "$drv"/*.c "$drv"/*.h "$drv"/Kbuild "$drv"/Makefile \
+              "$drv"/include/uapi/linux/*.h 2>/dev/null || true)
+    targets=
+    # shellcheck disable=SC2086
+    newer_than "$ko" $srcs && targets="$targets modules"
+    newer_than "$ctl" "$drv/tools/memexpose-ctl.c" \
+        "$drv/include/uapi/linux/memexpose.h" && targets="$targets tools"
+    if [ -n "$targets" ]; then
+        mkdir -p "$top/build/guest"
+        echo "# building linux-driver:$targets"
+        # shellcheck disable=SC2086
+        make -C "$drv" $targets > "$top/build/guest/driver-build.log" 2>&1 ||
+            { sed 's/^/# /' "$top/build/guest/driver-build.log" | tail -n 40
+              bail "building linux-driver failed"; }
+    fi
+fi
+export MEMEXPOSE_KO="$ko" MEMEXPOSE_CTL="$ctl"
+export MEMEXPOSE_QEMU="${MEMEXPOSE_QEMU:-$top/build/qemu/qemu-system-x86_64}"
+
+[ -x "$MEMEXPOSE_QEMU" ] || bail "no QEMU at $MEMEXPOSE_QEMU (make qemu)"
+[ -f "$ko" ] || bail "no driver at $ko (build linux-driver first)"
+[ -x "$ctl" ] || bail "no memexpose-ctl at $ctl (build linux-driver first)"
+
+# Rebuild the initramfs when any input is newer than it.
+mkdir -p "$out"
+stale=0
+kimg=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
+inputs="$ko $ctl $kimg"
+if [ ! -f "$initrd" ] || [ "$(cat "$initrd.inputs" 2>/dev/null)" != "$inputs" ]; then
+    stale=1
+else
+    for f in "$ko" "$ctl" "$top/tests/guest/init" \
+             "$top/tests/guest/build-initramfs.sh" ${kimg:+"$kimg"}; do
+        [ -n "$(find "$f" -newer "$initrd" 2>/dev/null)" ] && stale=1
+    done
+fi
+if [ $stale = 1 ]; then
+    sh "$top/tests/guest/build-initramfs.sh" "$initrd" >"$out/build.log" 2>&1 ||
+        { sed 's/^/# /' "$out/build.log"; bail "initramfs build failed"; }
+    sed 's/^/# /' "$out/build.log"
+    echo "$inputs" > "$initrd.inputs"
+fi
+
+exec python3 "$top/tests/guest/run-scenarios.py" --initrd "$initrd" "$@"
