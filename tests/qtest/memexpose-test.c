@@ -12,34 +12,9 @@
 #include "libqtest.h"
 #include "libqos/libqos-pc.h"
 #include "standard-headers/linux/pci_regs.h"
+#include "hw/misc/memexpose/memexpose-regs.h"
+#include "hw/misc/memexpose/memexpose-wire.h"
 #include "qobject/qdict.h"
-
-/* Must match hw/misc/memexpose/memexpose.h */
-#define MX_REG_ID                   0x00
-#define MX_REG_LINK                 0x08
-#define MX_REG_INTR_STATUS          0x10
-#define MX_REG_INTR_MASK            0x14
-#define MX_REG_WINDOW_BASE_LO       0x18
-#define MX_REG_WINDOW_BASE_HI       0x1c
-#define MX_REG_WINDOW_SIZE_LO       0x20
-#define MX_REG_LINK_EPOCH           0x2c
-#define MX_REG_DB_TX_VECTOR         0x40
-#define MX_REG_DB_TX_LEN            0x44
-#define MX_REG_DB_TX_STATUS         0x48
-#define MX_REG_DB_TX_CREDITS        0x4c
-#define MX_REG_DB_RX_COUNT          0x50
-#define MX_REG_DB_RX_HEAD           0x54
-#define MX_REG_DB_RX_POP            0x58
-#define MX_REG_DB_RX_PENDING_LO     0x60
-#define MX_REG_DB_TX_DATA           0x100
-#define MX_REG_DB_RX_DATA           0x200
-#define MX_REG_PEER_NAME            0x300
-#define MX_LINK_UP                  1
-#define MX_INTR_LINK                1
-#define MX_INTR_TX_READY            4
-#define MX_TX_OK                    0
-#define MX_TX_BUSY                  1
-#define MXP_MAGIC                   0x3150584dU
 
 #define RAM_SIZE        (128 * 1024 * 1024)
 #define WINDOW_SIZE     (64 * 1024 * 1024)

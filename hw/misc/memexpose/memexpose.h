@@ -19,55 +19,8 @@
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "system/iothread.h"
+#include "memexpose-regs.h"
 #include "memexpose-wire.h"
-
-/* Register block; docs/specs/memexpose.rst has the full description. */
-#define MEMEXPOSE_REG_SIZE          0x1000
-
-#define MX_REG_ID                   0x00
-#define MX_REG_VERSION              0x04
-#define MX_REG_LINK                 0x08
-#define MX_REG_FEATURES             0x0c
-#define MX_REG_INTR_STATUS          0x10
-#define MX_REG_INTR_MASK            0x14
-#define MX_REG_WINDOW_BASE_LO       0x18
-#define MX_REG_WINDOW_BASE_HI       0x1c
-#define MX_REG_WINDOW_SIZE_LO       0x20
-#define MX_REG_WINDOW_SIZE_HI       0x24
-#define MX_REG_VECTORS              0x28
-#define MX_REG_LINK_EPOCH           0x2c
-#define MX_REG_DB_TX_VECTOR         0x40
-#define MX_REG_DB_TX_LEN            0x44
-#define MX_REG_DB_TX_STATUS         0x48
-#define MX_REG_DB_TX_CREDITS        0x4c
-#define MX_REG_DB_RX_COUNT          0x50
-#define MX_REG_DB_RX_HEAD           0x54
-#define MX_REG_DB_RX_POP            0x58
-#define MX_REG_DB_RX_PENDING_LO     0x60
-#define MX_REG_DB_RX_PENDING_HI     0x64
-#define MX_REG_DB_TX_DATA           0x100
-#define MX_REG_DB_RX_DATA           0x200
-#define MX_REG_PEER_NAME            0x300   /* 64 bytes, NUL padded */
-
-/* MX_REG_LINK bits */
-#define MX_LINK_UP                  (1U << 0)
-#define MX_LINK_PEER_BOOT_TARGET    (1U << 1)
-
-/* MX_REG_INTR_STATUS / MASK bits */
-#define MX_INTR_LINK                (1U << 0)   /* link went up or down */
-#define MX_INTR_DOORBELL            (1U << 1)   /* a doorbell was queued */
-#define MX_INTR_TX_READY            (1U << 2)   /* credits back after busy */
-#define MX_INTR_ALL                 (MX_INTR_LINK | MX_INTR_DOORBELL | \
-                                     MX_INTR_TX_READY)
-
-/* MX_REG_DB_TX_STATUS values */
-#define MX_TX_OK                    0
-#define MX_TX_BUSY                  1
-#define MX_TX_LINK_DOWN             2
-#define MX_TX_BAD_VECTOR            3
-#define MX_TX_BAD_LENGTH            4
-
-#define MX_RX_EMPTY                 0xffffffffU
 
 /* Interrupt 0 signals MX_INTR_LINK/TX_READY; 1 + v is doorbell vector v. */
 #define MX_IRQ_CONTROL              0
