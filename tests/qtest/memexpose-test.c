@@ -706,6 +706,27 @@ static void test_migration_blocked(void)
     side_stop(&a);
 }
 
+/* Hot-plug next to a live peer, then unplug: the survivor keeps going. */
+static void test_hotplug(void)
+{
+    g_autofree char *sock = sock_path("hotplug");
+    QTestState *qts;
+    Side b;
+
+    qts = qtest_initf("-machine pc -chardev socket,id=mxh,path=%s,"
+                      "server=on,wait=off", sock);
+    side_start(&b, sock, false, "private", "side-b", NULL);
+    qtest_qmp_device_add(qts, "memexpose-pci", "mxh",
+                         "{'addr': '0x06', 'chardev': 'mxh',"
+                         " 'window-size': 1048576}");
+    wait_link(&b, NULL, true);
+    qpci_unplug_acpi_device_test(qts, "mxh", 0x06);
+    wait_link(&b, NULL, false);
+    g_assert_cmphex(reg_read(&b, MX_REG_ID), ==, MXP_MAGIC);
+    qtest_quit(qts);
+    side_stop(&b);
+}
+
 typedef struct Hammer {
     Side *self;
     Side *peer;
@@ -784,6 +805,7 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/recursion", test_recursion);
     qtest_add_func("/memexpose/unsealed-fd", test_unsealed_fd);
     qtest_add_func("/memexpose/migration-blocked", test_migration_blocked);
+    qtest_add_func("/memexpose/hotplug", test_hotplug);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
     ret = g_test_run();
 

@@ -27,6 +27,7 @@
 #include "qom/object.h"
 #include "migration/blocker.h"
 #include "block/aio.h"
+#include "block/aio-wait.h"
 #include "exec/address-spaces.h"
 #include "memexpose.h"
 
@@ -959,6 +960,14 @@ static void mx_heartbeat(void *opaque)
     timer_mod(s->heartbeat, now + s->heartbeat_ms);
 }
 
+static void mx_free_heartbeat(void *opaque)
+{
+    MemexposeState *s = opaque;
+
+    timer_free(s->heartbeat);
+    s->heartbeat = NULL;
+}
+
 /* ---- registers ---- */
 
 bool memexpose_intx_level(MemexposeState *s)
@@ -1238,7 +1247,9 @@ void memexpose_unrealize(MemexposeState *s)
                              true);
     memory_listener_unregister(&s->listener);
     memexpose_link_down(s, "device removed");
-    timer_free(s->heartbeat);
+    /* The timer fires in the I/O thread: free it there, not under it. */
+    aio_wait_bh_oneshot(iothread_get_aio_context(s->iothread),
+                        mx_free_heartbeat, s);
 
     qemu_mutex_lock(&s->lock);
     s->stopping = true;
@@ -1256,6 +1267,8 @@ void memexpose_unrealize(MemexposeState *s)
         g_free(w);
     }
     memexpose_unmap_all(s);
+    /* The subregion holds a reference on its owner, us: let go of it. */
+    memory_region_del_subregion(&s->window, &s->forward);
     qemu_bh_delete(s->link_bh);
     qemu_bh_delete(s->irq_bh);
     qemu_bh_delete(s->remap_bh);
