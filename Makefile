@@ -19,7 +19,7 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
-        distclean
+        distclean demo
 
 all: qemu mx driver
 
@@ -44,6 +44,9 @@ driver: deps
 
 check: qemu mx driver
 	@sh scripts/run-tests.sh
+
+demo: qemu driver
+	@python3 tests/guest/demo.py
 
 patches: overlay
 	@sh scripts/export-patches.sh $(QEMU_TREE) $(BUILD)/patches
