@@ -19,7 +19,7 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
-        distclean demo
+        distclean demo bench
 
 all: qemu mx driver
 
@@ -47,6 +47,11 @@ check: qemu mx driver
 
 demo: qemu driver
 	@python3 tests/guest/demo.py
+
+# Not part of check: two guests, memexpose against ivshmem, side by side;
+# writes build/bench/results.md (bench/run.sh).
+bench: qemu driver
+	@sh bench/run.sh
 
 patches: overlay
 	@sh scripts/export-patches.sh $(QEMU_TREE) $(BUILD)/patches

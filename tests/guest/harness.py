@@ -107,13 +107,15 @@ class Guest:
     to QEMU's command line, e.g. "gdb -batch -ex run -ex bt --args".
 
     role: "server" (listens on link_sock) or "client" (connects to it,
-    reconnecting every reconnect_ms).
+    reconnecting every reconnect_ms).  extra_args: more QEMU arguments
+    (a list), appended to the command line.
     """
 
     def __init__(self, name, workdir, kernel, initrd, link_sock,
                  role="server", qemu=None, mem="256M", export="0+256M:rw",
                  window_size="256M", trust_peer=True, extra_append="",
-                 device_extra="", accel=None, log=None, reconnect_ms=200):
+                 device_extra="", accel=None, log=None, reconnect_ms=200,
+                 extra_args=None):
         self.name = name
         self.workdir = workdir
         self.kernel = kernel
@@ -129,6 +131,7 @@ class Guest:
         self.device_extra = device_extra
         self.accel = accel or os.environ.get("MEMEXPOSE_ACCEL", "tcg")
         self.reconnect_ms = reconnect_ms
+        self.extra_args = list(extra_args or [])
         self.log = log or (lambda msg: None)
         os.makedirs(workdir, exist_ok=True)
         self.qmp_path = os.path.join(workdir, "qmp.sock")
@@ -186,7 +189,7 @@ class Guest:
             "-append", append,
             "-chardev", chardev,
             "-device", dev,
-        ]
+        ] + self.extra_args
 
     def start(self):
         """Start QEMU (does not wait for the guest; see boot())."""
