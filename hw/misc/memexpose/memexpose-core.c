@@ -1221,7 +1221,7 @@ void memexpose_realize(MemexposeState *s, Error **errp)
         memexpose_unrealize(s);
         return;
     }
-    qemu_thread_create(&s->worker, "memexpose-worker", mx_worker, s,
+    qemu_thread_create(&s->worker, "memexpose-srv", mx_worker, s,
                        QEMU_THREAD_JOINABLE);
     s->heartbeat = aio_timer_new(iothread_get_aio_context(s->iothread),
                                  QEMU_CLOCK_REALTIME, SCALE_MS,
