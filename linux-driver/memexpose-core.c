@@ -1022,17 +1022,21 @@ static ssize_t link_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(link);
 
-static ssize_t link_epoch_show(struct device *dev,
-			       struct device_attribute *attr, char *buf)
-{
-	u32 epoch;
-	int ret = mx_reg_get(to_mx(dev), MX_REG_LINK_EPOCH, &epoch);
+/* A read-only attribute showing one 32-bit register in decimal. */
+#define MX_REG_ATTR_RO(_name, _reg)					\
+static ssize_t _name##_show(struct device *dev,				\
+			    struct device_attribute *attr, char *buf)	\
+{									\
+	u32 val;							\
+	int ret = mx_reg_get(to_mx(dev), _reg, &val);			\
+									\
+	if (ret)							\
+		return ret;						\
+	return sysfs_emit(buf, "%u\n", val);				\
+}									\
+static DEVICE_ATTR_RO(_name)
 
-	if (ret)
-		return ret;
-	return sysfs_emit(buf, "%u\n", epoch);
-}
-static DEVICE_ATTR_RO(link_epoch);
+MX_REG_ATTR_RO(link_epoch, MX_REG_LINK_EPOCH);
 
 static ssize_t peer_name_show(struct device *dev,
 			      struct device_attribute *attr, char *buf)
@@ -1087,29 +1091,9 @@ static ssize_t window_base_store(struct device *dev,
 }
 static DEVICE_ATTR_RW(window_base);
 
-static ssize_t tx_credits_show(struct device *dev,
-			       struct device_attribute *attr, char *buf)
-{
-	u32 credits;
-	int ret = mx_reg_get(to_mx(dev), MX_REG_DB_TX_CREDITS, &credits);
+MX_REG_ATTR_RO(tx_credits, MX_REG_DB_TX_CREDITS);
 
-	if (ret)
-		return ret;
-	return sysfs_emit(buf, "%u\n", credits);
-}
-static DEVICE_ATTR_RO(tx_credits);
-
-static ssize_t rx_count_show(struct device *dev,
-			     struct device_attribute *attr, char *buf)
-{
-	u32 count;
-	int ret = mx_reg_get(to_mx(dev), MX_REG_DB_RX_COUNT, &count);
-
-	if (ret)
-		return ret;
-	return sysfs_emit(buf, "%u\n", count);
-}
-static DEVICE_ATTR_RO(rx_count);
+MX_REG_ATTR_RO(rx_count, MX_REG_DB_RX_COUNT);
 
 static struct attribute *memexpose_attrs[] = {
 	&dev_attr_link.attr,

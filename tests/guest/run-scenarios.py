@@ -280,6 +280,20 @@ def sc_info(rig, dl):
                % g.name)
         expect(g.qom_get("peer-name") == peer, "%s: QOM peer-name %r"
                % (g.name, g.qom_get("peer-name")))
+        # The same through sysfs.
+        sysfs = "/sys/class/memexpose/memexpose0"
+        out = g.check("cd %s && cat link peer_name link_epoch tx_credits "
+                      "rx_count window_size" % sysfs, timeout=dl.left(10))
+        vals = out.split()
+        expect(len(vals) == 6, "%s: sysfs gave %r" % (g.name, out))
+        expect(vals[0] == "up" and vals[1] == peer,
+               "%s: sysfs link/peer_name %r" % (g.name, vals[:2]))
+        expect(int(vals[2]) % 2 == 1, "%s: link_epoch %s is not odd while up"
+               % (g.name, vals[2]))
+        expect(int(vals[3]) > 0 and int(vals[4]) == 0,
+               "%s: tx_credits/rx_count %r" % (g.name, vals[3:5]))
+        expect(int(vals[5]) == wsize, "%s: sysfs window_size %s"
+               % (g.name, vals[5]))
 
 
 def bulk_one(rig, dl, writer, target, seed, size=BULK, addr=RESERVED):
