@@ -366,6 +366,37 @@ static bool mx_window_access_ok(MemexposeState *s, hwaddr offset,
     return addr >= s->window_base && addr + (size - 1) >= addr;
 }
 
+/*
+ * Whether a window access may go to the peer; if not, *res is how it
+ * completes here.  A peer's access must not come back out through a
+ * window (recursion), and the peer range must not wrap.
+ */
+static bool mx_may_forward(MemexposeState *s, hwaddr offset, unsigned size,
+                           MemTxResult *res)
+{
+    if (memexpose_in_service()) {
+        memexpose_note_recursion();
+        *res = MEMTX_ERROR;
+        return false;
+    }
+    if (!mx_window_access_ok(s, offset, size)) {
+        qatomic_inc(&s->stats.refused);
+        *res = MEMTX_OK;
+        return false;
+    }
+    return true;
+}
+
+/* Account a forwarded access: done, refused by the peer, or link lost. */
+static void mx_count_forward(MemexposeState *s, int ret, uint64_t *done)
+{
+    if (ret == 0) {
+        qatomic_inc(done);
+    } else if (ret > 0) {
+        qatomic_inc(&s->stats.refused);
+    }
+}
+
 static MemTxResult mx_forward_read(void *opaque, hwaddr offset,
                                    uint64_t *data, unsigned size,
                                    MemTxAttrs attrs)
@@ -376,25 +407,18 @@ static MemTxResult mx_forward_read(void *opaque, hwaddr offset,
         .hdr = { .type = MXP_READ },
         .u.access = { .addr = s->window_base + offset, .size = size },
     };
+    MemTxResult res;
     int ret;
 
     *data = MAKE_64BIT_MASK(0, size * 8);
-    if (memexpose_in_service()) {
-        /* A peer's access must not come back out through a window. */
-        memexpose_note_recursion();
-        return MEMTX_ERROR;
-    }
-    if (!mx_window_access_ok(s, offset, size)) {
-        qatomic_inc(&s->stats.refused);
-        return MEMTX_OK;
+    if (!mx_may_forward(s, offset, size, &res)) {
+        return res;
     }
     ret = memexpose_call(s, &req, &call);
     if (ret == 0) {
         *data = ldn_le_p(call.data, size);
-        qatomic_inc(&s->stats.fwd_reads);
-    } else if (ret > 0) {
-        qatomic_inc(&s->stats.refused);
     }
+    mx_count_forward(s, ret, &s->stats.fwd_reads);
     return MEMTX_OK;
 }
 
@@ -410,23 +434,15 @@ static MemTxResult mx_forward_write(void *opaque, hwaddr offset,
         .u.access = { .addr = s->window_base + offset, .size = size,
                       .data = buf },
     };
+    MemTxResult res;
     int ret;
 
-    if (memexpose_in_service()) {
-        memexpose_note_recursion();
-        return MEMTX_ERROR;
-    }
-    if (!mx_window_access_ok(s, offset, size)) {
-        qatomic_inc(&s->stats.refused);
-        return MEMTX_OK;
+    if (!mx_may_forward(s, offset, size, &res)) {
+        return res;
     }
     stn_le_p(buf, size, data);
     ret = memexpose_call(s, &req, &call);
-    if (ret == 0) {
-        qatomic_inc(&s->stats.fwd_writes);
-    } else if (ret > 0) {
-        qatomic_inc(&s->stats.refused);
-    }
+    mx_count_forward(s, ret, &s->stats.fwd_writes);
     return MEMTX_OK;
 }
 
