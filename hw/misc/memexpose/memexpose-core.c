@@ -29,6 +29,8 @@
 #include "block/aio.h"
 #include "block/aio-wait.h"
 #include "exec/address-spaces.h"
+#include "system/runstate.h"
+#include "system/runstate-action.h"
 #include "memexpose.h"
 
 /* Peer requests queued for the worker before we stop reading the socket. */
@@ -118,6 +120,10 @@ void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd)
     }
 
     qemu_mutex_lock(&s->send_lock);
+    if (s->detached) {
+        qemu_mutex_unlock(&s->send_lock);
+        return;
+    }
     if (fd >= 0) {
         qemu_chr_fe_set_msgfds(&s->chr, &fd, 1);
     }
@@ -960,14 +966,6 @@ static void mx_heartbeat(void *opaque)
     timer_mod(s->heartbeat, now + s->heartbeat_ms);
 }
 
-static void mx_free_heartbeat(void *opaque)
-{
-    MemexposeState *s = opaque;
-
-    timer_free(s->heartbeat);
-    s->heartbeat = NULL;
-}
-
 /* ---- registers ---- */
 
 bool memexpose_intx_level(MemexposeState *s)
@@ -1144,6 +1142,50 @@ void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
 
 /* ---- life cycle ---- */
 
+/*
+ * Stop every thread of ours from touching the chardev and the link.
+ * QEMU finalizes chardevs when it exits without unrealizing devices
+ * first, so this runs from a shutdown notifier too; the chardev may be
+ * freed right after.
+ */
+static void mx_detach(MemexposeState *s, const char *reason)
+{
+    if (s->detached) {
+        return;
+    }
+    /* No more receiving, heartbeats or chardev events. */
+    iothread_stop(s->iothread);
+    /* Wakes vCPUs waiting for replies; later accesses fail at once. */
+    mx_link_down(s, reason, false);
+    qemu_mutex_lock(&s->send_lock);
+    s->detached = true;
+    qemu_mutex_unlock(&s->send_lock);
+
+    qemu_mutex_lock(&s->lock);
+    s->stopping = true;
+    qemu_cond_broadcast(&s->work_cond);
+    qemu_mutex_unlock(&s->lock);
+    /* The worker may be waiting for the BQL to finish its last request. */
+    bql_unlock();
+    qemu_thread_join(&s->worker);
+    bql_lock();
+
+    /* Nothing runs in the stopped I/O thread: safe from here. */
+    qemu_chr_fe_set_handlers(&s->chr, NULL, NULL, NULL, NULL, NULL, NULL,
+                             true);
+    g_clear_pointer(&s->heartbeat, timer_free);
+}
+
+static void mx_shutdown_notify(Notifier *notifier, void *data)
+{
+    MemexposeState *s = container_of(notifier, MemexposeState, shutdown);
+
+    /* With -no-shutdown the VM only pauses and keeps its link. */
+    if (shutdown_action != SHUTDOWN_ACTION_PAUSE) {
+        mx_detach(s, "QEMU is exiting");
+    }
+}
+
 static unsigned mx_instances;
 
 void memexpose_realize(MemexposeState *s, Error **errp)
@@ -1231,6 +1273,8 @@ void memexpose_realize(MemexposeState *s, Error **errp)
     qemu_chr_fe_set_handlers(&s->chr, mx_chr_can_read, mx_chr_read,
                              mx_chr_event, NULL, s,
                              iothread_get_g_main_context(s->iothread), true);
+    s->shutdown.notify = mx_shutdown_notify;
+    qemu_register_shutdown_notifier(&s->shutdown);
 }
 
 void memexpose_unrealize(MemexposeState *s)
@@ -1243,22 +1287,9 @@ void memexpose_unrealize(MemexposeState *s)
         migrate_del_blocker(&s->migration_blocker);
         return;
     }
-    qemu_chr_fe_set_handlers(&s->chr, NULL, NULL, NULL, NULL, NULL, NULL,
-                             true);
+    notifier_remove(&s->shutdown);
     memory_listener_unregister(&s->listener);
-    memexpose_link_down(s, "device removed");
-    /* The timer fires in the I/O thread: free it there, not under it. */
-    aio_wait_bh_oneshot(iothread_get_aio_context(s->iothread),
-                        mx_free_heartbeat, s);
-
-    qemu_mutex_lock(&s->lock);
-    s->stopping = true;
-    qemu_cond_broadcast(&s->work_cond);
-    qemu_mutex_unlock(&s->lock);
-    /* The worker may be waiting for the BQL to finish its last request. */
-    bql_unlock();
-    qemu_thread_join(&s->worker);
-    bql_lock();
+    mx_detach(s, "device removed");
     iothread_destroy(s->iothread);
     s->iothread = NULL;
 

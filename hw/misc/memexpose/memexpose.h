@@ -125,6 +125,7 @@ struct MemexposeState {
 
     IOThread *iothread;
     QemuThread worker;
+    Notifier shutdown;
     Error *migration_blocker;
 
     /*
@@ -139,6 +140,7 @@ struct MemexposeState {
     bool up;                    /* handshake done */
     bool hello_sent;
     bool stopping;
+    bool detached;              /* chardev let go of (also @send_lock) */
     uint32_t epoch;             /* incremented on every link up and down */
     MxpHello peer;
     uint64_t features;
