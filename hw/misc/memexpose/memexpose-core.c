@@ -31,6 +31,8 @@
 #include "exec/address-spaces.h"
 #include "system/runstate.h"
 #include "system/runstate-action.h"
+#include "hw/qdev-properties.h"
+#include "hw/qdev-properties-system.h"
 #include "memexpose.h"
 
 /* Peer requests queued for the worker before we stop reading the socket. */
@@ -68,15 +70,22 @@ static void mx_link_bh(void *opaque)
 static void mx_irq_bh(void *opaque)
 {
     MemexposeState *s = opaque;
-    bool tx_ready;
+    bool tx_ready, boot;
 
     qemu_mutex_lock(&s->lock);
     tx_ready = s->tx_ready_pending;
     s->tx_ready_pending = false;
+    boot = s->boot_state_pending;
+    s->boot_state_pending = false;
     qemu_mutex_unlock(&s->lock);
 
     if (tx_ready) {
         s->intr_status |= MX_INTR_TX_READY;
+    }
+    if (boot) {
+        s->intr_status |= MX_INTR_BOOT;
+    }
+    if (tx_ready || boot) {
         s->irq_notify(s, MX_IRQ_CONTROL);
     }
 }
@@ -155,6 +164,11 @@ void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
     };
 
     memexpose_send(s, &msg, -1);
+}
+
+void memexpose_reply_ack(MemexposeState *s, const MxpMsg *req)
+{
+    mx_send_simple(s, MXP_ACK, req->hdr.id);
 }
 
 static void mx_send_bye(MemexposeState *s, MxpErr code)
@@ -239,7 +253,7 @@ static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
     qemu_mutex_lock(&s->lock);
     if (!s->up) {
         qemu_mutex_unlock(&s->lock);
-        return -1;
+        return MX_CALL_LINK_DOWN;
     }
     call->id = ++s->next_id;
     call->type = req->hdr.type;
@@ -275,14 +289,15 @@ static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
     if (timed_out) {
         qatomic_inc(&s->stats.timeouts);
         memexpose_link_down(s, "the peer did not answer in time");
-        return -1;
+        return MX_CALL_TIMEOUT;
     }
     return call->err;
 }
 
 /*
  * Send @req and wait for the reply, with the BQL dropped while waiting.
- * Returns 0, a positive MxpErr from the peer, or -1 if the link failed.
+ * Returns 0, a positive MxpErr from the peer, MX_CALL_LINK_DOWN if there
+ * was no link or it failed, or MX_CALL_TIMEOUT.
  */
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 {
@@ -533,8 +548,7 @@ static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
     case MXP_BOOT:
     case MXP_RESET:
     case MXP_HALT:
-        /* BOOT is never offered in HELLO by this version. */
-        memexpose_reply_error(s, msg, MXP_E_UNSUPPORTED, 0);
+        memexpose_serve_boot(s, msg);
         break;
     default:
         break;
@@ -593,10 +607,10 @@ static void mx_send_hello(MemexposeState *s)
             .magic = MXP_MAGIC,
             .version_major = MXP_VERSION_MAJOR,
             .version_minor = MXP_VERSION_MINOR,
-            .features = MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT |
+            .features = MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT | MXP_FEAT_BOOT |
                         (s->zero_copy ? MXP_FEAT_MAP : 0),
             .page_size = qemu_real_host_page_size(),
-            .role = MXP_ROLE_DEVICE,
+            .role = s->boot_target ? MXP_ROLE_BOOT_TARGET : MXP_ROLE_DEVICE,
             .vectors = s->vectors,
             .max_data = MXP_MAX_DATA,
         },
@@ -632,7 +646,9 @@ static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
     qemu_mutex_lock(&s->lock);
     s->peer = *h;
     s->features = h->features & (MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT |
+                                 MXP_FEAT_BOOT |
                                  (s->zero_copy ? MXP_FEAT_MAP : 0));
+    s->peer_boot_state = MXP_BOOT_NONE;
     s->max_data = MIN(h->max_data, MXP_MAX_DATA);
     s->tx_credits = h->queue_depth;
     s->tx_was_busy = false;
@@ -645,6 +661,7 @@ static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
 
     info_report("memexpose %s: link up with '%s'", s->name, h->name);
     qemu_bh_schedule(s->link_bh);
+    memexpose_send_boot_state(s);
 }
 
 static bool mx_reply_matches(uint16_t call_type, uint16_t reply_type)
@@ -658,6 +675,10 @@ static bool mx_reply_matches(uint16_t call_type, uint16_t reply_type)
         return reply_type == MXP_MAP_REPLY || reply_type == MXP_ERROR;
     case MXP_INVALIDATE:
         return reply_type == MXP_INVALIDATE_ACK;
+    case MXP_BOOT:
+    case MXP_RESET:
+    case MXP_HALT:
+        return reply_type == MXP_ACK || reply_type == MXP_ERROR;
     default:
         return false;
     }
@@ -742,6 +763,23 @@ static bool mx_is_request(uint16_t type)
     }
 }
 
+static void mx_handle_state(MemexposeState *s, uint32_t state)
+{
+    if (!(s->features & MXP_FEAT_BOOT) ||
+        s->peer.role != MXP_ROLE_BOOT_TARGET || state == MXP_BOOT_NONE) {
+        mx_protocol_error(s, "STATE %u from a peer that may not send it",
+                          state);
+        return;
+    }
+    qemu_mutex_lock(&s->lock);
+    if (s->peer_boot_state != state) {
+        s->peer_boot_state = state;
+        s->boot_state_pending = true;
+        qemu_bh_schedule(s->irq_bh);
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
 static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
 {
     uint16_t type = msg->hdr.type;
@@ -797,7 +835,9 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
         mx_send_simple(s, MXP_PONG, msg->hdr.id);
         break;
     case MXP_PONG:
+        break;
     case MXP_STATE:
+        mx_handle_state(s, msg->u.state);
         break;
     case MXP_CREDIT:
         qemu_mutex_lock(&s->lock);
@@ -1075,6 +1115,28 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size)
     case MX_REG_DB_RX_PENDING_HI:
         val = mx_rx_pending(s) >> 32;
         break;
+    case MX_REG_BOOT_ENTRY_LO:
+        val = (uint32_t)s->boot_entry;
+        break;
+    case MX_REG_BOOT_ENTRY_HI:
+        val = s->boot_entry >> 32;
+        break;
+    case MX_REG_BOOT_NARGS:
+        val = s->boot_nargs;
+        break;
+    case MX_REG_BOOT_STATUS:
+        val = s->boot_status;
+        break;
+    case MX_REG_BOOT_PEER_STATE:
+        val = s->up ? s->peer_boot_state : MXP_BOOT_NONE;
+        break;
+    case MX_REG_BOOT_STATE:
+        val = s->boot_state;
+        break;
+    case MX_REG_BOOT_ARG_LO(0) ... MX_REG_BOOT_ARG_HI(MX_BOOT_MAX_ARGS - 1):
+        val = extract64(s->boot_args[(addr - MX_REG_BOOT_ARG_LO(0)) / 8],
+                        addr & 4 ? 32 : 0, 32);
+        break;
     default:
         qemu_log_mask(LOG_GUEST_ERROR, "memexpose: read of unknown register"
                       " 0x%" HWADDR_PRIx "\n", addr);
@@ -1133,6 +1195,24 @@ void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
     case MX_REG_DB_RX_POP:
         mx_pop_doorbell(s);
         break;
+    case MX_REG_BOOT_ENTRY_LO:
+        s->boot_entry = deposit64(s->boot_entry, 0, 32, val);
+        break;
+    case MX_REG_BOOT_ENTRY_HI:
+        s->boot_entry = deposit64(s->boot_entry, 32, 32, val);
+        break;
+    case MX_REG_BOOT_NARGS:
+        s->boot_nargs = val;
+        break;
+    case MX_REG_BOOT_CMD:
+        memexpose_boot_command(s, val);
+        break;
+    case MX_REG_BOOT_ARG_LO(0) ... MX_REG_BOOT_ARG_HI(MX_BOOT_MAX_ARGS - 1): {
+        uint64_t *arg = &s->boot_args[(addr - MX_REG_BOOT_ARG_LO(0)) / 8];
+
+        *arg = deposit64(*arg, addr & 4 ? 32 : 0, 32, val);
+        break;
+    }
     default:
         qemu_log_mask(LOG_GUEST_ERROR, "memexpose: write to read-only or"
                       " unknown register 0x%" HWADDR_PRIx "\n", addr);
@@ -1235,11 +1315,17 @@ void memexpose_realize(MemexposeState *s, Error **errp)
     if (!memexpose_parse_exports(s, errp)) {
         return;
     }
+    if (!memexpose_boot_realize(s, errp)) {
+        g_clear_pointer(&s->exports, g_free);
+        return;
+    }
 
     error_setg(&s->migration_blocker,
                "memexpose: migration is not supported; the window maps the"
                " peer's memory");
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
+        memexpose_boot_unrealize(s);
+        g_clear_pointer(&s->exports, g_free);
         return;
     }
 
@@ -1283,6 +1369,7 @@ void memexpose_unrealize(MemexposeState *s)
 
     if (!s->iothread) {
         /* Realize failed half way. */
+        memexpose_boot_unrealize(s);
         g_clear_pointer(&s->exports, g_free);
         migrate_del_blocker(&s->migration_blocker);
         return;
@@ -1307,6 +1394,7 @@ void memexpose_unrealize(MemexposeState *s)
     g_free(s->exports);
     g_array_free(s->granted, true);
     g_array_free(s->changed, true);
+    memexpose_boot_unrealize(s);
     migrate_del_blocker(&s->migration_blocker);
 }
 
@@ -1344,6 +1432,45 @@ static void mx_get_peer_name(Object *obj, Visitor *v, const char *name,
         qemu_mutex_unlock(&s->lock);
     }
     visit_type_str(v, name, &p, errp);
+}
+
+static const Property memexpose_properties[] = {
+    DEFINE_PROP_CHR("chardev", MemexposeState, chr),
+    DEFINE_PROP_STRING("export", MemexposeState, export_spec),
+    DEFINE_PROP_STRING("name", MemexposeState, name),
+    DEFINE_PROP_SIZE("window-size", MemexposeState, window_size, 0),
+    DEFINE_PROP_UINT32("vectors", MemexposeState, vectors,
+                       MEMEXPOSE_DEFAULT_VECTORS),
+    DEFINE_PROP_UINT32("queue-depth", MemexposeState, queue_depth,
+                       MEMEXPOSE_DEFAULT_QUEUE),
+    DEFINE_PROP_UINT32("timeout", MemexposeState, timeout_ms,
+                       MEMEXPOSE_DEFAULT_TIMEOUT_MS),
+    DEFINE_PROP_UINT32("heartbeat", MemexposeState, heartbeat_ms,
+                       MEMEXPOSE_DEFAULT_HEARTBEAT_MS),
+    DEFINE_PROP_BOOL("zero-copy", MemexposeState, zero_copy, true),
+    DEFINE_PROP_BOOL("trust-peer", MemexposeState, trust_peer, false),
+    DEFINE_PROP_BOOL("boot-target", MemexposeState, boot_target, false),
+};
+
+/*
+ * Every front end has the same properties; they live in the core, which
+ * the front end embeds at @core_offset.  The window's default size
+ * depends on where the front end puts it.
+ */
+void memexpose_class_set_props(DeviceClass *dc, size_t core_offset,
+                               uint64_t default_window)
+{
+    Property *props = g_memdup2(memexpose_properties,
+                                sizeof(memexpose_properties));
+    unsigned i;
+
+    for (i = 0; i < ARRAY_SIZE(memexpose_properties); i++) {
+        props[i].offset += core_offset;
+        if (!strcmp(props[i].name, "window-size")) {
+            props[i].defval.u = default_window;
+        }
+    }
+    device_class_set_props_n(dc, props, ARRAY_SIZE(memexpose_properties));
 }
 
 void memexpose_add_properties(Object *obj, MemexposeState *s)

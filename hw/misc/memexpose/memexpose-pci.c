@@ -16,8 +16,6 @@
 #include "qemu/units.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci_device.h"
-#include "hw/qdev-properties.h"
-#include "hw/qdev-properties-system.h"
 #include "memexpose.h"
 
 #define TYPE_MEMEXPOSE_PCI "memexpose-pci"
@@ -71,8 +69,7 @@ static void memexpose_pci_irq(MemexposeState *core, unsigned irq)
          * control events.  A masked vector sets its pending bit instead.
          */
         if (irq != MX_IRQ_CONTROL ||
-            (core->intr_status & core->intr_mask &
-             (MX_INTR_LINK | MX_INTR_TX_READY))) {
+            (core->intr_status & core->intr_mask & ~MX_INTR_DOORBELL)) {
             msix_notify(pdev, irq);
         }
         return;
@@ -143,24 +140,6 @@ static void memexpose_pci_instance_init(Object *obj)
     memexpose_add_properties(obj, &d->core);
 }
 
-static const Property memexpose_pci_properties[] = {
-    DEFINE_PROP_CHR("chardev", MemexposePCIState, core.chr),
-    DEFINE_PROP_STRING("export", MemexposePCIState, core.export_spec),
-    DEFINE_PROP_STRING("name", MemexposePCIState, core.name),
-    DEFINE_PROP_SIZE("window-size", MemexposePCIState, core.window_size,
-                     MEMEXPOSE_DEFAULT_WINDOW),
-    DEFINE_PROP_UINT32("vectors", MemexposePCIState, core.vectors,
-                       MEMEXPOSE_DEFAULT_VECTORS),
-    DEFINE_PROP_UINT32("queue-depth", MemexposePCIState, core.queue_depth,
-                       MEMEXPOSE_DEFAULT_QUEUE),
-    DEFINE_PROP_UINT32("timeout", MemexposePCIState, core.timeout_ms,
-                       MEMEXPOSE_DEFAULT_TIMEOUT_MS),
-    DEFINE_PROP_UINT32("heartbeat", MemexposePCIState, core.heartbeat_ms,
-                       MEMEXPOSE_DEFAULT_HEARTBEAT_MS),
-    DEFINE_PROP_BOOL("zero-copy", MemexposePCIState, core.zero_copy, true),
-    DEFINE_PROP_BOOL("trust-peer", MemexposePCIState, core.trust_peer, false),
-};
-
 static void memexpose_pci_class_init(ObjectClass *klass, void *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
@@ -173,7 +152,8 @@ static void memexpose_pci_class_init(ObjectClass *klass, void *data)
     k->class_id = PCI_CLASS_MEMORY_OTHER;
     k->revision = 1;
     device_class_set_legacy_reset(dc, memexpose_pci_reset);
-    device_class_set_props(dc, memexpose_pci_properties);
+    memexpose_class_set_props(dc, offsetof(MemexposePCIState, core),
+                              MEMEXPOSE_DEFAULT_WINDOW);
     dc->desc = "memexpose: window into a peer VM's memory, with doorbells";
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
 }

@@ -33,6 +33,15 @@
 #define MX_REG_DB_RX_POP            0x58
 #define MX_REG_DB_RX_PENDING_LO     0x60
 #define MX_REG_DB_RX_PENDING_HI     0x64
+#define MX_REG_BOOT_ENTRY_LO        0x80    /* boot master: BOOT entry */
+#define MX_REG_BOOT_ENTRY_HI        0x84
+#define MX_REG_BOOT_NARGS           0x88    /* 0..MX_BOOT_MAX_ARGS */
+#define MX_REG_BOOT_CMD             0x8c    /* write MX_BOOT_CMD_*: send */
+#define MX_REG_BOOT_STATUS          0x90    /* outcome of the last command */
+#define MX_REG_BOOT_PEER_STATE      0x94    /* peer's last STATE, 0 if none */
+#define MX_REG_BOOT_STATE           0x98    /* this side's MxpBootState */
+#define MX_REG_BOOT_ARG_LO(n)       (0xa0 + 8 * (n))
+#define MX_REG_BOOT_ARG_HI(n)       (0xa4 + 8 * (n))
 #define MX_REG_DB_TX_DATA           0x100
 #define MX_REG_DB_RX_DATA           0x200
 #define MX_REG_PEER_NAME            0x300   /* 64 bytes, NUL padded */
@@ -45,8 +54,9 @@
 #define MX_INTR_LINK                (1U << 0)   /* link went up or down */
 #define MX_INTR_DOORBELL            (1U << 1)   /* a doorbell was queued */
 #define MX_INTR_TX_READY            (1U << 2)   /* credits back after busy */
+#define MX_INTR_BOOT                (1U << 3)   /* peer's boot state changed */
 #define MX_INTR_ALL                 (MX_INTR_LINK | MX_INTR_DOORBELL | \
-                                     MX_INTR_TX_READY)
+                                     MX_INTR_TX_READY | MX_INTR_BOOT)
 
 /* MX_REG_DB_TX_STATUS values */
 #define MX_TX_OK                    0
@@ -56,5 +66,27 @@
 #define MX_TX_BAD_LENGTH            4
 
 #define MX_RX_EMPTY                 0xffffffffU
+
+#define MX_BOOT_MAX_ARGS            4
+
+/* MX_REG_BOOT_CMD values */
+#define MX_BOOT_CMD_BOOT            1
+#define MX_BOOT_CMD_RESET           2
+#define MX_BOOT_CMD_HALT            3
+
+/*
+ * MX_REG_BOOT_STATUS values: 0, the peer's ERROR code (1..255, MxpErr),
+ * or one of these for failures on this side.
+ */
+#define MX_BOOT_OK                  0
+#define MX_BOOT_LINK_DOWN           0x100   /* no link, or lost meanwhile */
+#define MX_BOOT_TIMEOUT             0x101   /* no reply in time */
+#define MX_BOOT_BAD_CMD             0x102   /* unknown command or nargs */
+
+/* MX_REG_BOOT_STATE and MX_REG_BOOT_PEER_STATE values (MxpBootState) */
+#define MX_BOOT_STATE_NONE          0
+#define MX_BOOT_STATE_WAITING       1
+#define MX_BOOT_STATE_RUNNING       2
+#define MX_BOOT_STATE_HALTED        3
 
 #endif

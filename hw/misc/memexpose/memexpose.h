@@ -19,6 +19,7 @@
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "system/iothread.h"
+#include "system/runstate.h"
 #include "memexpose-regs.h"
 #include "memexpose-wire.h"
 
@@ -32,6 +33,10 @@
 #define MEMEXPOSE_DEFAULT_TIMEOUT_MS 1000
 #define MEMEXPOSE_DEFAULT_HEARTBEAT_MS 1000
 #define MEMEXPOSE_PATIENT_TIMEOUT_MS 10000
+
+/* memexpose_call() results besides 0 and the peer's MxpErr */
+#define MX_CALL_LINK_DOWN           (-1)
+#define MX_CALL_TIMEOUT             (-2)
 
 typedef struct MemexposeState MemexposeState;
 
@@ -118,6 +123,7 @@ struct MemexposeState {
     uint32_t heartbeat_ms;
     bool trust_peer;
     bool zero_copy;
+    bool boot_target;
 
     /* Export policy, parsed from export_spec */
     MemexposeExport *exports;
@@ -171,6 +177,19 @@ struct MemexposeState {
     uint32_t rx_count;
     uint32_t rx_stale;          /* queued on an earlier link: no credit */
     bool tx_ready_pending;      /* TX_READY to raise from the main loop */
+    bool boot_state_pending;    /* BOOT to raise from the main loop */
+    uint32_t peer_boot_state;   /* last STATE from the peer (MxpBootState) */
+
+    /* Boot target: our MxpBootState (written under BQL and @boot_lock) */
+    QemuMutex boot_lock;
+    uint32_t boot_state;
+    VMChangeStateEntry *vm_state;
+
+    /* Boot master registers (BQL) */
+    uint64_t boot_entry;
+    uint32_t boot_nargs;
+    uint64_t boot_args[MXP_BOOT_ARGS];
+    uint32_t boot_status;
 
     /* Registers visible to the guest (BQL) */
     uint32_t intr_status;
@@ -199,6 +218,8 @@ void memexpose_realize(MemexposeState *s, Error **errp);
 void memexpose_unrealize(MemexposeState *s);
 void memexpose_reset(MemexposeState *s);
 void memexpose_add_properties(Object *obj, MemexposeState *s);
+void memexpose_class_set_props(DeviceClass *dc, size_t core_offset,
+                               uint64_t default_window);
 uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size);
 void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
                          unsigned size);
@@ -224,8 +245,22 @@ int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
 void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
 void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
                            MxpErr code, uint64_t addr);
+void memexpose_reply_ack(MemexposeState *s, const MxpMsg *req);
 void memexpose_link_down(MemexposeState *s, const char *reason);
 bool memexpose_in_service(void);
 void memexpose_note_recursion(void);
+
+/* Slave boot (memexpose-boot.c) */
+bool memexpose_boot_realize(MemexposeState *s, Error **errp);
+void memexpose_boot_unrealize(MemexposeState *s);
+void memexpose_serve_boot(MemexposeState *s, const MxpMsg *req);
+void memexpose_send_boot_state(MemexposeState *s);
+void memexpose_boot_command(MemexposeState *s, uint32_t cmd);
+
+/* The architecture part, built per target (memexpose-boot-cpu.c) */
+bool memexpose_cpu_can_boot(void);
+bool memexpose_cpu_entry_valid(CPUState *cs, uint64_t entry);
+void memexpose_cpu_set_entry(CPUState *cs, uint64_t entry,
+                             const uint64_t *args, unsigned nargs);
 
 #endif
