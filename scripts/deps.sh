@@ -7,11 +7,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 # Packages from the release itself.  The guest tests boot Debian's own
 # kernel (linux-image-amd64, whatever version the archive has today) and
-# build the driver against the matching linux-headers-amd64.
+# build the driver against the matching linux-headers-amd64.  The aarch64
+# test firmware (tests/firmware/aarch64) is built with the cross compiler;
+# dtc checks the device tree node of memexpose-sysbus.
 base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev dpkg-dev xz-utils
     seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git
-    linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse"
+    linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse
+    gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler"
 # QEMU 10.0 needs a newer meson and pycotap than bookworm itself has.
 backports_pkgs="meson python3-pycotap"
 
