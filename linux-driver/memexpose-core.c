@@ -2,14 +2,15 @@
 /*
  * memexpose: bus-independent core of the driver.
  *
- * The device (QEMU's memexpose-pci, hw/misc/memexpose/) links this
- * machine to a peer.  It has a 4 KiB register block, a window through
- * which offset X reaches peer physical address WINDOW_BASE + X, and
- * doorbells: messages of a vector and up to 256 bytes, received into a
- * queue that lives in the device.  This file owns the registers, the
- * window, interrupt handling and the character device /dev/memexposeN;
- * the bus bindings (memexpose-pci.c) only find the resources and the
- * interrupts.
+ * The device (QEMU's memexpose-pci and memexpose-sysbus,
+ * hw/misc/memexpose/) links this machine to a peer.  It has a 4 KiB
+ * register block, a window through which offset X reaches peer physical
+ * address WINDOW_BASE + X, doorbells: messages of a vector and up to 256
+ * bytes, received into a queue that lives in the device, and boot-master
+ * registers that start, reset or halt a peer that is a boot target.  This
+ * file owns the registers, the window, interrupt handling and the
+ * character device /dev/memexposeN; the bus bindings (memexpose-pci.c,
+ * memexpose-platform.c) only find the resources and the interrupts.
  *
  * Locking:
  *  - @hw_rwsem is held for reading around every access to the registers
@@ -18,7 +19,8 @@
  *    that no process-context code touches the hardware any more.  Never
  *    held while touching user memory (a fault on our own mapping takes it
  *    again, and a recursive read with a writer queued would deadlock).
- *  - @tx_lock serialises sending (payload, LEN, VECTOR, STATUS).
+ *  - @tx_lock serialises sending (payload, LEN, VECTOR, STATUS) and the
+ *    boot commands (ENTRY, ARGs, NARGS, CMD, STATUS).
  *  - @rx_lock serialises receiving (HEAD, payload, POP).
  *  - @lock protects the window base halves and @mapping.
  *  Order: tx_lock / rx_lock -> hw_rwsem -> lock.  Interrupt handlers take
@@ -58,7 +60,7 @@
 #include "include/uapi/linux/memexpose.h"
 #include "memexpose-core.h"
 
-/* Registers: hw/misc/memexpose/memexpose.h.  All 32 bits, little-endian. */
+/* Registers: hw/misc/memexpose/memexpose-regs.h.  32 bits, little-endian. */
 #define MX_REG_ID			0x00
 #define MX_REG_VERSION			0x04
 #define MX_REG_LINK			0x08
@@ -80,6 +82,15 @@
 #define MX_REG_DB_RX_POP		0x58
 #define MX_REG_DB_RX_PENDING_LO		0x60
 #define MX_REG_DB_RX_PENDING_HI		0x64
+#define MX_REG_BOOT_ENTRY_LO		0x80
+#define MX_REG_BOOT_ENTRY_HI		0x84
+#define MX_REG_BOOT_NARGS		0x88
+#define MX_REG_BOOT_CMD			0x8c	/* writing it sends; synchronous */
+#define MX_REG_BOOT_STATUS		0x90	/* outcome of the last command */
+#define MX_REG_BOOT_PEER_STATE		0x94	/* peer's last reported state */
+#define MX_REG_BOOT_STATE		0x98	/* this side's boot state */
+#define MX_REG_BOOT_ARG_LO(n)		(0xa0 + 8 * (n))
+#define MX_REG_BOOT_ARG_HI(n)		(0xa4 + 8 * (n))
 #define MX_REG_DB_TX_DATA		0x100	/* 256 bytes, any access size */
 #define MX_REG_DB_RX_DATA		0x200	/* 256 bytes, any access size */
 #define MX_REG_PEER_NAME		0x300	/* 64 bytes, NUL padded */
@@ -95,8 +106,9 @@
 #define MX_INTR_LINK			BIT(0)
 #define MX_INTR_DOORBELL		BIT(1)
 #define MX_INTR_TX_READY		BIT(2)
+#define MX_INTR_BOOT			BIT(3)	/* peer's boot state changed */
 #define MX_INTR_ALL			(MX_INTR_LINK | MX_INTR_DOORBELL | \
-					 MX_INTR_TX_READY)
+					 MX_INTR_TX_READY | MX_INTR_BOOT)
 
 #define MX_VECTORS_OURS(v)		((v) & 0xff)
 #define MX_VECTORS_PEER(v)		(((v) >> 8) & 0xff)
@@ -111,6 +123,24 @@
 #define MX_RX_EMPTY			0xffffffffU
 #define MX_RX_HEAD_VECTOR(h)		((h) & 0xffff)
 #define MX_RX_HEAD_LEN(h)		((h) >> 16)
+
+#define MX_BOOT_MAX_ARGS		4
+#define MX_BOOT_CMD_BOOT		1
+#define MX_BOOT_CMD_RESET		2
+#define MX_BOOT_CMD_HALT		3
+
+/*
+ * BOOT_STATUS: 0, the peer's ERROR code (1..255, MxpErr in
+ * hw/misc/memexpose/memexpose-wire.h), or a failure on this side.
+ */
+#define MX_BOOT_OK			0
+#define MX_BOOT_ERR_UNSUPPORTED		5	/* MXP_E_UNSUPPORTED */
+#define MX_BOOT_ERR_NOT_BOOT_TARGET	10	/* MXP_E_NOT_BOOT_TARGET */
+#define MX_BOOT_ERR_BAD_STATE		11	/* MXP_E_BAD_STATE */
+#define MX_BOOT_ERR_BAD_ENTRY		12	/* MXP_E_BAD_ENTRY */
+#define MX_BOOT_LINK_DOWN		0x100
+#define MX_BOOT_TIMEOUT			0x101
+#define MX_BOOT_BAD_CMD			0x102
 
 #define MX_MAX_DEVS			256
 /* Window reads and writes go through a bounce buffer of this size. */
@@ -166,7 +196,9 @@ struct memexpose_dev {
 
 struct memexpose_file {
 	struct memexpose_dev *mx;
-	u32 seen_epoch;			/* LINK_EPOCH at open / GET_INFO */
+	/* What this file last saw, at open / GET_INFO / GET_BOOT_STATE. */
+	u32 seen_epoch;			/* LINK_EPOCH */
+	u32 seen_boot;			/* BOOT_PEER_STATE */
 };
 
 static dev_t mx_devt;
@@ -489,33 +521,118 @@ static int mx_recv_doorbell(struct memexpose_dev *mx, bool nonblock,
 	}
 }
 
-/* ---- boot (not offered by the device yet) ---- */
+/* ---- boot master ---- */
 
+static int mx_boot_errno(u32 status)
+{
+	switch (status) {
+	case MX_BOOT_OK:
+		return 0;
+	case MX_BOOT_LINK_DOWN:
+		return -ENOLINK;
+	case MX_BOOT_TIMEOUT:
+		return -ETIMEDOUT;
+	case MX_BOOT_BAD_CMD:
+	case MX_BOOT_ERR_BAD_ENTRY:
+		return -EINVAL;
+	case MX_BOOT_ERR_UNSUPPORTED:
+		return -EOPNOTSUPP;
+	case MX_BOOT_ERR_NOT_BOOT_TARGET:
+		return -EPERM;
+	case MX_BOOT_ERR_BAD_STATE:
+		return -EBUSY;
+	default:
+		return -EIO;
+	}
+}
+
+/*
+ * BOOT, RESET or HALT the peer: arguments, then CMD, then STATUS.  The
+ * write of CMD completes only once the peer has replied or the device's
+ * timeout passed, so STATUS is the outcome of this command.  Whether the
+ * peer is a boot target is not checked here: the peer answers
+ * NOT_BOOT_TARGET (EPERM), and user space sees the peer's answer.
+ */
 static int mx_boot(struct memexpose_dev *mx, unsigned int cmd,
 		   void __user *argp)
 {
 	struct memexpose_boot boot;
+	unsigned int i;
+	u32 op, status;
+	int ret;
 
-	if (cmd == MEMEXPOSE_IOC_BOOT) {
+	switch (cmd) {
+	case MEMEXPOSE_IOC_BOOT:
 		if (copy_from_user(&boot, argp, sizeof(boot)))
 			return -EFAULT;
 		if (boot.reserved || boot.nargs > ARRAY_SIZE(boot.args))
 			return -EINVAL;
+		op = MX_BOOT_CMD_BOOT;
+		break;
+	case MEMEXPOSE_IOC_RESET:
+		op = MX_BOOT_CMD_RESET;
+		break;
+	default:
+		op = MX_BOOT_CMD_HALT;
+		break;
 	}
-	/*
-	 * The device has no boot registers yet.  When it offers them
-	 * (MEMEXPOSE_FEATURE_BOOT negotiated and the registers advertised
-	 * by VERSION/FEATURES), BOOT/RESET/HALT go here: under tx_lock and
-	 * mx_hw_enter(), check MX_LINK_PEER_BOOT_TARGET (-EPERM otherwise),
-	 * write entry/args, trigger, read the status and map it to an errno
-	 * as mx_send_doorbell() does.
-	 */
-	return -EOPNOTSUPP;
+
+	ret = mutex_lock_interruptible(&mx->tx_lock);
+	if (ret)
+		return ret;
+	ret = mx_hw_enter(mx);
+	if (ret)
+		goto out_unlock;
+
+	if (op == MX_BOOT_CMD_BOOT) {
+		mx_wr(mx, MX_REG_BOOT_ENTRY_LO, lower_32_bits(boot.entry));
+		mx_wr(mx, MX_REG_BOOT_ENTRY_HI, upper_32_bits(boot.entry));
+		for (i = 0; i < boot.nargs; i++) {
+			mx_wr(mx, MX_REG_BOOT_ARG_LO(i),
+			      lower_32_bits(boot.args[i]));
+			mx_wr(mx, MX_REG_BOOT_ARG_HI(i),
+			      upper_32_bits(boot.args[i]));
+		}
+		mx_wr(mx, MX_REG_BOOT_NARGS, boot.nargs);
+	}
+	mx_wr(mx, MX_REG_BOOT_CMD, op);
+	status = mx_rd(mx, MX_REG_BOOT_STATUS);
+	mx_hw_exit(mx);
+
+	ret = mx_boot_errno(status);
+	dev_dbg(&mx->dev, "boot command %u: BOOT_STATUS %#x (%d)\n", op,
+		status, ret);
+out_unlock:
+	mutex_unlock(&mx->tx_lock);
+	return ret;
+}
+
+/* Read the boot states and record the link epoch and peer state seen. */
+static int mx_get_boot_state(struct memexpose_file *mf,
+			     struct memexpose_boot_state *bs)
+{
+	struct memexpose_dev *mx = mf->mx;
+	u32 epoch;
+	int ret;
+
+	memset(bs, 0, sizeof(*bs));
+	ret = mx_hw_enter(mx);
+	if (ret)
+		return ret;
+	epoch = mx_rd(mx, MX_REG_LINK_EPOCH);
+	bs->peer_state = mx_rd(mx, MX_REG_BOOT_PEER_STATE);
+	bs->own_state = mx_rd(mx, MX_REG_BOOT_STATE);
+	mx_hw_exit(mx);
+
+	WRITE_ONCE(mf->seen_epoch, epoch);
+	WRITE_ONCE(mf->seen_boot, bs->peer_state);
+	return 0;
 }
 
 /* ---- info and window base ---- */
 
-static int mx_get_info(struct memexpose_dev *mx, struct memexpose_info *info)
+static int mx_get_info(struct memexpose_dev *mx, struct memexpose_info *info,
+		       u32 *peer_boot)
 {
 	u32 epoch, vectors, tries = 0;
 	int ret;
@@ -541,6 +658,7 @@ static int mx_get_info(struct memexpose_dev *mx, struct memexpose_info *info)
 		info->tx_credits = mx_rd(mx, MX_REG_DB_TX_CREDITS);
 		mx_peer_name(mx, info->peer_name);
 	} while (epoch != mx_rd(mx, MX_REG_LINK_EPOCH) && ++tries < 4);
+	*peer_boot = mx_rd(mx, MX_REG_BOOT_PEER_STATE);
 	mx_hw_exit(mx);
 
 	info->link_epoch = epoch;
@@ -590,6 +708,9 @@ static void mx_status_event(struct memexpose_dev *mx, u32 status)
 	}
 	if (status & MX_INTR_TX_READY)
 		wake_up_interruptible_poll(&mx->wq, EPOLLOUT | EPOLLWRNORM);
+	/* The peer's boot state changed: poll() reports EPOLLPRI. */
+	if (status & MX_INTR_BOOT)
+		wake_up_interruptible_poll(&mx->wq, EPOLLPRI);
 }
 
 /* Control vector (MSI-X vector 0) or the only interrupt (MSI, INTx). */
@@ -666,6 +787,7 @@ static int mx_open(struct inode *inode, struct file *file)
 		return ret;
 	}
 	mf->seen_epoch = mx_rd(mx, MX_REG_LINK_EPOCH);
+	mf->seen_boot = mx_rd(mx, MX_REG_BOOT_PEER_STATE);
 
 	/*
 	 * Every open file uses the same address_space, so that
@@ -824,7 +946,7 @@ static __poll_t mx_poll(struct file *file, poll_table *wait)
 {
 	struct memexpose_file *mf = file->private_data;
 	struct memexpose_dev *mx = mf->mx;
-	u32 count, link, credits, epoch;
+	u32 count, link, credits, epoch, boot;
 	__poll_t mask = 0;
 
 	poll_wait(file, &mx->wq, wait);
@@ -834,13 +956,15 @@ static __poll_t mx_poll(struct file *file, poll_table *wait)
 	link = mx_rd(mx, MX_REG_LINK);
 	credits = mx_rd(mx, MX_REG_DB_TX_CREDITS);
 	epoch = mx_rd(mx, MX_REG_LINK_EPOCH);
+	boot = mx_rd(mx, MX_REG_BOOT_PEER_STATE);
 	mx_hw_exit(mx);
 
 	if (count)
 		mask |= EPOLLIN | EPOLLRDNORM;
 	if ((link & MX_LINK_UP) && credits)
 		mask |= EPOLLOUT | EPOLLWRNORM;
-	if (epoch != READ_ONCE(mf->seen_epoch))
+	if (epoch != READ_ONCE(mf->seen_epoch) ||
+	    boot != READ_ONCE(mf->seen_boot))
 		mask |= EPOLLPRI;
 	return mask;
 }
@@ -944,17 +1068,20 @@ static long mx_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct memexpose_dev *mx = mf->mx;
 	void __user *argp = (void __user *)arg;
 	bool writable = file->f_mode & FMODE_WRITE;
+	struct memexpose_boot_state bs;
 	struct memexpose_doorbell db;
 	struct memexpose_info info;
+	u32 peer_boot;
 	u64 base;
 	int ret;
 
 	switch (cmd) {
 	case MEMEXPOSE_IOC_GET_INFO:
-		ret = mx_get_info(mx, &info);
+		ret = mx_get_info(mx, &info, &peer_boot);
 		if (ret)
 			return ret;
 		WRITE_ONCE(mf->seen_epoch, info.link_epoch);
+		WRITE_ONCE(mf->seen_boot, peer_boot);
 		if (copy_to_user(argp, &info, sizeof(info)))
 			return -EFAULT;
 		return 0;
@@ -984,6 +1111,14 @@ static long mx_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (READ_ONCE(mx->dead))
 			return -ENODEV;
 		return mx_boot(mx, cmd, argp);
+
+	case MEMEXPOSE_IOC_GET_BOOT_STATE:
+		ret = mx_get_boot_state(mf, &bs);
+		if (ret)
+			return ret;
+		if (copy_to_user(argp, &bs, sizeof(bs)))
+			return -EFAULT;
+		return 0;
 
 	default:
 		return -ENOTTY;
@@ -1095,6 +1230,27 @@ MX_REG_ATTR_RO(tx_credits, MX_REG_DB_TX_CREDITS);
 
 MX_REG_ATTR_RO(rx_count, MX_REG_DB_RX_COUNT);
 
+static const char *const mx_boot_state_names[] = {
+	[MEMEXPOSE_BOOT_STATE_NONE]	= "none",
+	[MEMEXPOSE_BOOT_STATE_WAITING]	= "waiting",
+	[MEMEXPOSE_BOOT_STATE_RUNNING]	= "running",
+	[MEMEXPOSE_BOOT_STATE_HALTED]	= "halted",
+};
+
+static ssize_t peer_boot_state_show(struct device *dev,
+				    struct device_attribute *attr, char *buf)
+{
+	u32 state;
+	int ret = mx_reg_get(to_mx(dev), MX_REG_BOOT_PEER_STATE, &state);
+
+	if (ret)
+		return ret;
+	if (state < ARRAY_SIZE(mx_boot_state_names))
+		return sysfs_emit(buf, "%s\n", mx_boot_state_names[state]);
+	return sysfs_emit(buf, "%u\n", state);	/* not defined yet */
+}
+static DEVICE_ATTR_RO(peer_boot_state);
+
 static struct attribute *memexpose_attrs[] = {
 	&dev_attr_link.attr,
 	&dev_attr_link_epoch.attr,
@@ -1103,6 +1259,7 @@ static struct attribute *memexpose_attrs[] = {
 	&dev_attr_window_base.attr,
 	&dev_attr_tx_credits.attr,
 	&dev_attr_rx_count.attr,
+	&dev_attr_peer_boot_state.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(memexpose);
@@ -1323,11 +1480,13 @@ int memexpose_start(struct memexpose_dev *mx, const struct memexpose_irqs *irqs)
 	/*
 	 * With one interrupt per source the doorbell vectors fire
 	 * independently of INTR_MASK and vector 0 summarises the enabled
-	 * status bits, so only LINK and TX_READY are enabled (as the device
-	 * specification recommends); with a single interrupt, all of them.
+	 * status bits, so only LINK, TX_READY and BOOT are enabled (as the
+	 * device specification recommends); with a single interrupt, all of
+	 * them.  Every enabled bit is acknowledged by mx_irq_status(): with a
+	 * level-triggered line one that is not would keep it asserted.
 	 */
 	mx_wr(mx, MX_REG_INTR_MASK, mx->irq_per_vector ?
-	      MX_INTR_LINK | MX_INTR_TX_READY : MX_INTR_ALL);
+	      MX_INTR_LINK | MX_INTR_TX_READY | MX_INTR_BOOT : MX_INTR_ALL);
 
 	dev_info(mx->parent, "%s: %s interrupts\n", dev_name(&mx->dev),
 		 mx->irq_per_vector ? "per-vector" :
@@ -1430,6 +1589,9 @@ static int __init memexpose_init(void)
 	BUILD_BUG_ON(sizeof(struct memexpose_info) != 112);
 	BUILD_BUG_ON(sizeof(struct memexpose_doorbell) != 264);
 	BUILD_BUG_ON(sizeof(struct memexpose_boot) != 48);
+	BUILD_BUG_ON(sizeof(struct memexpose_boot_state) != 8);
+	BUILD_BUG_ON(ARRAY_SIZE(((struct memexpose_boot *)NULL)->args) !=
+		     MX_BOOT_MAX_ARGS);
 
 	ret = alloc_chrdev_region(&mx_devt, 0, MX_MAX_DEVS, KBUILD_MODNAME);
 	if (ret)
@@ -1448,9 +1610,13 @@ static int __init memexpose_init(void)
 	ret = memexpose_pci_register();
 	if (ret)
 		goto err_class;
-	/* A platform (device-tree "qemu,memexpose") binding registers here. */
+	ret = memexpose_platform_register();
+	if (ret)
+		goto err_pci;
 	return 0;
 
+err_pci:
+	memexpose_pci_unregister();
 err_class:
 	class_destroy(mx_class);
 err_region:
@@ -1460,6 +1626,7 @@ err_region:
 
 static void __exit memexpose_exit(void)
 {
+	memexpose_platform_unregister();
 	memexpose_pci_unregister();
 	class_destroy(mx_class);
 	unregister_chrdev_region(mx_devt, MX_MAX_DEVS);

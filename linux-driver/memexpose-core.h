@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * memexpose: interface between the bus-independent core
- * (memexpose-core.c) and the bus bindings (memexpose-pci.c; a platform /
- * device-tree binding for "qemu,memexpose" would be a third file).
+ * (memexpose-core.c) and the bus bindings (memexpose-pci.c for PCI,
+ * memexpose-platform.c for the platform device / device-tree node
+ * "qemu,memexpose").
  *
  * A binding's probe:
  *   1. enables the bus device and claims the register block and the
@@ -15,6 +16,9 @@
  *      character device.
  * On failure after step 2, and in remove: memexpose_stop(mx), release
  * the interrupts and the bus resources, then memexpose_put(mx).
+ * (Resources a binding got with devm_*() are released by the driver core
+ * after remove returns, i.e. after memexpose_put(): harmless, since
+ * nothing touches the device after memexpose_stop().)
  *
  * Copyright (c) 2026 The memexpose authors
  */
@@ -27,7 +31,7 @@
 struct device;
 struct memexpose_dev;
 
-/* Size of the register block (hw/misc/memexpose/memexpose.h). */
+/* Size of the register block (hw/misc/memexpose/memexpose-regs.h). */
 #define MEMEXPOSE_REG_SIZE		0x1000
 /* Most doorbell vectors a device may have (MXP_MAX_VECTORS). */
 #define MEMEXPOSE_MAX_VECTORS		64
@@ -60,5 +64,7 @@ void memexpose_put(struct memexpose_dev *mx);
 /* Bindings, called from module init/exit in memexpose-core.c. */
 int memexpose_pci_register(void);
 void memexpose_pci_unregister(void);
+int memexpose_platform_register(void);
+void memexpose_platform_unregister(void);
 
 #endif /* MEMEXPOSE_CORE_H */

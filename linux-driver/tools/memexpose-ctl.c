@@ -34,6 +34,10 @@
 #define PROG		"memexpose-ctl"
 #define CHUNK		(64 * 1024)
 #define SEND_RETRY_MS	1000
+/* Most of the window load maps at once (a 32-bit process has little room). */
+#define LOAD_MAP_MAX	(256 * 1024 * 1024)
+/* wait-boot-state: re-read the state at least this often. */
+#define BOOT_POLL_MS	100
 
 static const char *device = "/dev/memexpose0";
 
@@ -43,24 +47,33 @@ static void usage(FILE *f)
 "usage: " PROG " [-d DEVICE] COMMAND [ARGS...]\n"
 "\n"
 "DEVICE defaults to /dev/memexpose0.  ADDR is an offset in the window\n"
-"(it reaches peer address window_base + ADDR); numbers are decimal or\n"
-"0x-hex, LEN and ADDR accept a K, M or G suffix (powers of 1024).\n"
+"(it reaches peer address window_base + ADDR); PEER_ADDR is a peer physical\n"
+"address.  Numbers are decimal or 0x-hex, LEN, ADDR and PEER_ADDR accept a\n"
+"K, M or G suffix (powers of 1024).\n"
 "\n"
 "  info                      device and link state\n"
 "  read ADDR LEN             hex dump of the window (pread)\n"
 "  write ADDR DATA           write DATA (a string, or 0x-prefixed hex bytes)\n"
 "  dump ADDR LEN FILE        copy the window to FILE (pread, 64 KiB chunks)\n"
-"  load FILE ADDR            copy FILE into the window (pwrite)\n"
+"  load FILE PEER_ADDR       copy FILE into peer memory at PEER_ADDR: moves\n"
+"                            the window base as needed, writes through mmap\n"
+"  load-window FILE ADDR     copy FILE into the window (pwrite)\n"
 "  crc ADDR LEN              CRC32 of the range, read with pread\n"
 "  mmap-check ADDR LEN       CRC32 of the range, read through mmap\n"
 "  fill ADDR LEN SEED        write a pattern through mmap, print its CRC32\n"
 "  doorbell send VEC [DATA]  send a doorbell (retries for 1 s if busy)\n"
 "  doorbell wait [TIMEOUT_MS]\n"
 "                            wait for a doorbell and print it\n"
-"  boot ENTRY [ARG...]       start the peer at ENTRY with up to 4 args\n"
-"  reset                     reset the peer\n"
+"  boot ENTRY [ARG0 [ARG1 [ARG2 [ARG3]]]]\n"
+"                            start the peer (a boot target) at ENTRY\n"
+"  reset                     reset the peer (back to waiting)\n"
 "  halt                      stop the peer\n"
+"  boot-state                print \"peer: STATE own: STATE\"\n"
+"  wait-boot-state STATE [TIMEOUT_MS]\n"
+"                            wait until the peer's state is STATE\n"
 "  base ADDR                 set the window base (peer address of offset 0)\n"
+"\n"
+"STATE is none, waiting, running or halted.\n"
 "\n"
 "crc, mmap-check and fill print \"crc32: 0x<8 hex digits>\" (zlib's CRC32).\n"
 "The fill pattern depends on SEED and the window offset only: the byte at\n"
@@ -503,7 +516,31 @@ static int cmd_dump(uint64_t addr, uint64_t len, const char *path)
 	return 0;
 }
 
-static int cmd_load(const char *path, uint64_t addr)
+static int open_input(const char *path)
+{
+	int in = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) :
+				     STDIN_FILENO;
+
+	if (in < 0)
+		die("%s: %s", path, strerror(errno));
+	return in;
+}
+
+/* Read up to CHUNK bytes; 0 at the end of the file. */
+static size_t read_chunk(int in, const char *path, uint8_t *buf)
+{
+	for (;;) {
+		ssize_t n = read(in, buf, CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die("%s: %s", path, strerror(errno));
+		return (size_t)n;
+	}
+}
+
+static int cmd_load_window(const char *path, uint64_t addr)
 {
 	int fd = open_dev(O_RDWR);
 	uint8_t *buf = malloc(CHUNK);
@@ -514,20 +551,13 @@ static int cmd_load(const char *path, uint64_t addr)
 
 	if (!buf)
 		die("out of memory");
-	in = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) :
-				 STDIN_FILENO;
-	if (in < 0)
-		die("%s: %s", path, strerror(errno));
+	in = open_input(path);
 	if (fstat(in, &st) == 0 && S_ISREG(st.st_mode))
 		check_range(fd, addr, (uint64_t)st.st_size);
 	t0 = now_s();
 	for (;;) {
-		ssize_t n = read(in, buf, CHUNK);
+		size_t n = read_chunk(in, path, buf);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			die("%s: %s", path, strerror(errno));
 		if (n == 0)
 			break;
 		if (addr + done > size || (uint64_t)n > size - (addr + done))
@@ -537,6 +567,108 @@ static int cmd_load(const char *path, uint64_t addr)
 		done += n;
 	}
 	report_rate("loaded", done, t0);
+	if (in != STDIN_FILENO)
+		close(in);
+	free(buf);
+	close(fd);
+	return 0;
+}
+
+static void set_base(int fd, uint64_t base)
+{
+	__u64 b = base;
+
+	if (ioctl(fd, MEMEXPOSE_IOC_SET_WINDOW_BASE, &b) < 0)
+		die("base 0x%" PRIx64 ": %s", base, strerror(errno));
+}
+
+/*
+ * Copy FILE to peer address PEER_ADDR: point the window at a page-aligned
+ * base that covers the next bytes, write them through a mapping of the
+ * window (aligned 8/4/2/1-byte stores: safe where the window forwards
+ * accesses, and plain memory speed where it maps peer RAM), move the base
+ * when the window is passed.  The base is left where it ends.
+ */
+static int cmd_load(const char *path, uint64_t peer_addr)
+{
+	struct memexpose_info info, after;
+	long page = sysconf(_SC_PAGESIZE);
+	uint8_t *buf = malloc(CHUNK);
+	uint64_t span, base = 0, done = 0;
+	volatile uint8_t *win = NULL;
+	bool have_base = false;
+	double t0, dt;
+	void *p;
+	int fd, in;
+
+	if (!buf)
+		die("out of memory");
+	fd = open_dev(O_RDWR);
+	if (ioctl(fd, MEMEXPOSE_IOC_GET_INFO, &info) < 0)
+		die("%s: info: %s", device, strerror(errno));
+	if (!(info.link & MEMEXPOSE_LINK_UP))
+		die("load: link is down");
+	if (info.window_size < (uint64_t)page)
+		die("load: the window (%llu bytes) is smaller than a page",
+		    (unsigned long long)info.window_size);
+	span = info.window_size & ~(uint64_t)(page - 1);
+	if (span > LOAD_MAP_MAX)
+		span = LOAD_MAP_MAX;
+	p = mmap(NULL, (size_t)span, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p != MAP_FAILED)
+		win = p;
+	else if (errno != ENODEV)	/* ENODEV: window not mappable */
+		die("load: mmap of the window: %s", strerror(errno));
+
+	in = open_input(path);
+	t0 = now_s();
+	for (;;) {
+		size_t n = read_chunk(in, path, buf), off = 0;
+		uint64_t last;
+
+		if (n == 0)
+			break;
+		if (__builtin_add_overflow(peer_addr, done + (n - 1), &last))
+			die("load: %s does not fit below 2^64 at 0x%" PRIx64,
+			    path, peer_addr);
+		while (off < n) {
+			uint64_t a = peer_addr + done + off;
+			size_t k, i;
+
+			if (!have_base || a < base || a - base >= span) {
+				/* Earlier stores first, then the base. */
+				__sync_synchronize();
+				base = a & ~(uint64_t)(page - 1);
+				set_base(fd, base);
+				have_base = true;
+			}
+			k = n - off;
+			if (k > span - (a - base))
+				k = (size_t)(span - (a - base));
+			if (win) {
+				for (i = 0; i < k; )
+					i += mmio_write(win + (a - base) + i,
+							buf + off + i, k - i);
+			} else {
+				pwrite_all(fd, buf + off, k, a - base);
+			}
+			off += k;
+		}
+		done += n;
+	}
+	__sync_synchronize();
+	dt = now_s() - t0;
+
+	/* Writes are dropped while the link is down: say so. */
+	if (ioctl(fd, MEMEXPOSE_IOC_GET_INFO, &after) < 0)
+		die("%s: info: %s", device, strerror(errno));
+	if (after.link_epoch != info.link_epoch)
+		die("load: the link went down during the load");
+
+	printf("loaded %" PRIu64 " bytes at 0x%" PRIx64 " (%.3f s, %.1f MB/s)\n",
+	       done, peer_addr, dt, dt > 0 ? done / dt / 1e6 : 0.0);
+	if (win)
+		munmap((void *)win, (size_t)span);
 	if (in != STDIN_FILENO)
 		close(in);
 	free(buf);
@@ -755,6 +887,37 @@ static int cmd_doorbell_wait(int timeout_ms)
 	return 0;
 }
 
+static const char *boot_error(int err)
+{
+	switch (err) {
+	case EPERM:
+		return "peer is not a boot target";
+	case EBUSY:
+		return "not possible in the peer's current boot state";
+	case EINVAL:
+		return "bad entry or arguments";
+	case EOPNOTSUPP:
+		return "boot not supported on this link";
+	case ENOLINK:
+		return "link is down";
+	case ETIMEDOUT:
+		return "peer did not answer";
+	case ENODEV:
+		return "device removed";
+	default:
+		return NULL;
+	}
+}
+
+static void __attribute__((noreturn)) die_boot(const char *name, int err)
+{
+	const char *why = boot_error(err);
+
+	if (why)
+		die("%s: %s (%s)", name, why, strerror(err));
+	die("%s: %s", name, strerror(err));
+}
+
 static int cmd_boot(int argc, char **argv)
 {
 	struct memexpose_boot boot;
@@ -769,7 +932,7 @@ static int cmd_boot(int argc, char **argv)
 	boot.nargs = argc - 1;
 	fd = open_dev(O_RDWR);
 	if (ioctl(fd, MEMEXPOSE_IOC_BOOT, &boot) < 0)
-		die("boot: %s", strerror(errno));
+		die_boot("boot", errno);
 	close(fd);
 	return 0;
 }
@@ -779,7 +942,108 @@ static int cmd_simple(unsigned long req, const char *name)
 	int fd = open_dev(O_RDWR);
 
 	if (ioctl(fd, req) < 0)
-		die("%s: %s", name, strerror(errno));
+		die_boot(name, errno);
+	close(fd);
+	return 0;
+}
+
+static const char *const boot_states[] = {
+	[MEMEXPOSE_BOOT_STATE_NONE]	= "none",
+	[MEMEXPOSE_BOOT_STATE_WAITING]	= "waiting",
+	[MEMEXPOSE_BOOT_STATE_RUNNING]	= "running",
+	[MEMEXPOSE_BOOT_STATE_HALTED]	= "halted",
+};
+#define NR_BOOT_STATES	(sizeof(boot_states) / sizeof(boot_states[0]))
+
+/* A state's name; an unknown (newer) state as its number. */
+static const char *boot_state_name(uint32_t state, char *tmp, size_t len)
+{
+	if (state < NR_BOOT_STATES)
+		return boot_states[state];
+	snprintf(tmp, len, "%" PRIu32, state);
+	return tmp;
+}
+
+static uint32_t parse_boot_state(const char *s)
+{
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; i < NR_BOOT_STATES; i++)
+		if (!strcmp(s, boot_states[i]))
+			return (uint32_t)i;
+	if (!isdigit((unsigned char)*s))
+		die("bad state '%s' (none, waiting, running or halted)", s);
+	v = parse_num(s, "state", false);
+	if (v > UINT32_MAX)
+		die("bad state '%s'", s);
+	return (uint32_t)v;
+}
+
+static void get_boot_state(int fd, const char *name,
+			   struct memexpose_boot_state *bs)
+{
+	while (ioctl(fd, MEMEXPOSE_IOC_GET_BOOT_STATE, bs) < 0) {
+		if (errno != EINTR)
+			die("%s: %s", name, strerror(errno));
+	}
+}
+
+static void print_boot_state(const struct memexpose_boot_state *bs)
+{
+	char a[16], b[16];
+
+	printf("peer: %s own: %s\n", boot_state_name(bs->peer_state, a, sizeof(a)),
+	       boot_state_name(bs->own_state, b, sizeof(b)));
+}
+
+static int cmd_boot_state(void)
+{
+	struct memexpose_boot_state bs;
+	int fd = open_dev(O_RDONLY);
+
+	get_boot_state(fd, "boot-state", &bs);
+	print_boot_state(&bs);
+	close(fd);
+	return 0;
+}
+
+/*
+ * Wait until the peer's boot state is @want.  GET_BOOT_STATE records the
+ * state seen; poll() reports POLLPRI once it (or the link) changes.  The
+ * state is re-read every BOOT_POLL_MS regardless.
+ */
+static int cmd_wait_boot_state(uint32_t want, int timeout_ms)
+{
+	struct memexpose_boot_state bs;
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	int fd = open_dev(O_RDONLY);
+	char tmp[16];
+
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLPRI };
+		int wait = BOOT_POLL_MS, n;
+
+		get_boot_state(fd, "wait-boot-state", &bs);
+		if (bs.peer_state == want)
+			break;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0)
+				die("wait-boot-state: timed out after %d ms (peer: %s)",
+				    timeout_ms, boot_state_name(bs.peer_state,
+								tmp, sizeof(tmp)));
+			if (left < wait)
+				wait = (int)left;
+		}
+		n = poll(&pfd, 1, wait);
+		if (n < 0 && errno != EINTR)
+			die("wait-boot-state: poll: %s", strerror(errno));
+		if (n > 0 && (pfd.revents & (POLLERR | POLLHUP | POLLNVAL)))
+			die("wait-boot-state: device removed");
+	}
+	print_boot_state(&bs);
 	close(fd);
 	return 0;
 }
@@ -787,10 +1051,8 @@ static int cmd_simple(unsigned long req, const char *name)
 static int cmd_base(uint64_t base)
 {
 	int fd = open_dev(O_RDWR);
-	__u64 b = base;
 
-	if (ioctl(fd, MEMEXPOSE_IOC_SET_WINDOW_BASE, &b) < 0)
-		die("base: %s", strerror(errno));
+	set_base(fd, base);
 	close(fd);
 	return 0;
 }
@@ -850,7 +1112,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "load")) {
 		need_args(argc, 2, 2);
-		return cmd_load(argv[0], parse_num(argv[1], "address", true));
+		return cmd_load(argv[0], parse_num(argv[1], "peer address",
+						   true));
+	}
+	if (!strcmp(cmd, "load-window")) {
+		need_args(argc, 2, 2);
+		return cmd_load_window(argv[0],
+				       parse_num(argv[1], "address", true));
 	}
 	if (!strcmp(cmd, "crc")) {
 		need_args(argc, 2, 2);
@@ -901,6 +1169,22 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "halt")) {
 		need_args(argc, 0, 0);
 		return cmd_simple(MEMEXPOSE_IOC_HALT, "halt");
+	}
+	if (!strcmp(cmd, "boot-state")) {
+		need_args(argc, 0, 0);
+		return cmd_boot_state();
+	}
+	if (!strcmp(cmd, "wait-boot-state")) {
+		uint64_t t = 0;
+
+		need_args(argc, 1, 2);
+		if (argc > 1) {
+			t = parse_num(argv[1], "timeout", false);
+			if (t > INT_MAX)
+				die("timeout %s is too large", argv[1]);
+		}
+		return cmd_wait_boot_state(parse_boot_state(argv[0]),
+					   argc > 1 ? (int)t : -1);
 	}
 	if (!strcmp(cmd, "base")) {
 		need_args(argc, 1, 1);

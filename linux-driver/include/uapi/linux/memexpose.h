@@ -22,8 +22,11 @@
  *  - poll(2): EPOLLIN while a doorbell is queued (receive it with
  *    MEMEXPOSE_IOC_RECV_DOORBELL); EPOLLOUT while the link is up and the
  *    peer has a free slot (tx_credits > 0); EPOLLPRI once the link epoch
- *    differs from the one this open file last saw (at open(2) or by
- *    MEMEXPOSE_IOC_GET_INFO); EPOLLHUP | EPOLLERR once the device is gone.
+ *    or the peer's boot state differs from the one this open file last
+ *    saw (at open(2), or by MEMEXPOSE_IOC_GET_INFO or
+ *    MEMEXPOSE_IOC_GET_BOOT_STATE, each of which records both: call the
+ *    one whose answer you need); EPOLLHUP | EPOLLERR once the device is
+ *    gone.
  *    The device signals returning credits only after a send failed with
  *    EAGAIN: wait for EPOLLOUT after such a failure, not before sending.
  *  - the ioctls below.
@@ -57,7 +60,7 @@
 
 /* memexpose_info.link bits */
 #define MEMEXPOSE_LINK_UP		(1U << 0)
-/* The link is up and the peer waits to be booted (see MEMEXPOSE_IOC_BOOT). */
+/* The link is up and the peer is a boot target (see MEMEXPOSE_IOC_BOOT). */
 #define MEMEXPOSE_LINK_PEER_BOOT_TARGET	(1U << 1)
 
 /* memexpose_info.features bits: the feature set negotiated on the link. */
@@ -111,6 +114,15 @@ struct memexpose_doorbell {
 	__u8 data[MEMEXPOSE_DOORBELL_MAX];
 };
 
+/*
+ * Boot states (struct memexpose_boot_state).  A boot target is a machine
+ * whose CPUs stay stopped until its peer, the boot master, boots it.
+ */
+#define MEMEXPOSE_BOOT_STATE_NONE	0 /* not a boot target, or unknown */
+#define MEMEXPOSE_BOOT_STATE_WAITING	1 /* CPUs stopped, waiting for BOOT */
+#define MEMEXPOSE_BOOT_STATE_RUNNING	2 /* booted */
+#define MEMEXPOSE_BOOT_STATE_HALTED	3 /* stopped by HALT */
+
 /**
  * struct memexpose_boot - start the peer (it must be a boot target)
  * @entry:    the address the peer's boot CPU starts at
@@ -125,9 +137,25 @@ struct memexpose_boot {
 	__u64 args[4];
 };
 
+/**
+ * struct memexpose_boot_state - boot states of the peer and of this side
+ * @peer_state: MEMEXPOSE_BOOT_STATE_* the peer last reported;
+ *              MEMEXPOSE_BOOT_STATE_NONE if it reported none (e.g. it is
+ *              not a boot target)
+ * @own_state:  MEMEXPOSE_BOOT_STATE_* of this machine;
+ *              MEMEXPOSE_BOOT_STATE_NONE when it is not a boot target
+ *
+ * Values above MEMEXPOSE_BOOT_STATE_HALTED may be defined later.
+ */
+struct memexpose_boot_state {
+	__u32 peer_state;
+	__u32 own_state;
+};
+
 /*
  * MEMEXPOSE_IOC_GET_INFO: fill in a struct memexpose_info.  Also records
- * the link epoch as seen by this open file (for EPOLLPRI).
+ * the link epoch and the peer's boot state as seen by this open file (for
+ * EPOLLPRI).
  */
 #define MEMEXPOSE_IOC_GET_INFO \
 	_IOR(MEMEXPOSE_IOC_MAGIC, 0x00, struct memexpose_info)
@@ -155,9 +183,24 @@ struct memexpose_boot {
 
 /*
  * MEMEXPOSE_IOC_BOOT, MEMEXPOSE_IOC_RESET, MEMEXPOSE_IOC_HALT: start,
- * reset or stop a peer that is a boot target.  Supported when the device
- * offers boot; the current device does not, and these fail with
- * EOPNOTSUPP (after EINVAL checks of the argument).
+ * reset (back to WAITING) or stop a peer that is a boot target.  Needs a
+ * file opened for writing.  The request goes to the peer and the call
+ * returns once the peer answered or the device gave up waiting (its
+ * timeout, 1 s by default); one such request per device at a time, and
+ * doorbell sends wait for it.  Returns 0 when the peer accepted it, or
+ * fails with:
+ *   EINVAL      BOOT: nargs above 4 or reserved not zero (checked before
+ *               sending), or the peer refused the entry (outside its RAM)
+ *   EPERM       the peer is not a boot target
+ *   EBUSY       not valid in the peer's current boot state (e.g. BOOT
+ *               while it is running)
+ *   EOPNOTSUPP  the peer does not support boot on this link
+ *   ENOLINK     the link is down, or went down before the peer answered
+ *   ETIMEDOUT   the peer did not answer in time
+ *   EIO         any other error reported by the peer or the device
+ *   EINTR       interrupted while waiting for another request to finish
+ * The peer's resulting state arrives separately: see
+ * MEMEXPOSE_IOC_GET_BOOT_STATE.
  */
 #define MEMEXPOSE_IOC_BOOT \
 	_IOW(MEMEXPOSE_IOC_MAGIC, 0x03, struct memexpose_boot)
@@ -173,5 +216,14 @@ struct memexpose_boot {
  */
 #define MEMEXPOSE_IOC_RECV_DOORBELL \
 	_IOR(MEMEXPOSE_IOC_MAGIC, 0x06, struct memexpose_doorbell)
+
+/*
+ * MEMEXPOSE_IOC_GET_BOOT_STATE: fill in a struct memexpose_boot_state.
+ * Also records the link epoch and the peer's boot state as seen by this
+ * open file (for EPOLLPRI): to wait for a state, call it, check, poll
+ * for EPOLLPRI, and call it again.
+ */
+#define MEMEXPOSE_IOC_GET_BOOT_STATE \
+	_IOR(MEMEXPOSE_IOC_MAGIC, 0x07, struct memexpose_boot_state)
 
 #endif /* _UAPI_LINUX_MEMEXPOSE_H */
