@@ -7,6 +7,10 @@
 #                  included)
 #   make patches   export the git format-patch series into build/patches
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
+#   make firmware  build the aarch64 test firmware into build/firmware
+#   make demo      two Linux guests share memory and ring doorbells
+#   make demo-amp  an x86_64 Linux master boots an aarch64 slave
+#   make bench     memexpose against ivshmem, side by side
 
 BUILD      := build
 QEMU_TREE  := $(BUILD)/qemu-src
@@ -15,11 +19,12 @@ MX_BUILD   := $(BUILD)/mx
 FUZZ_TIME  ?= 60
 
 QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
+          tests/qtest/memexpose-boot-test \
           tests/qtest/device-introspect-test tests/qtest/qom-test
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
-        distclean demo bench
+        distclean demo demo-amp bench firmware
 
 all: qemu mx driver
 
@@ -42,16 +47,24 @@ mx: deps
 driver: deps
 	@$(MAKE) -s -C linux-driver modules tools >/dev/null
 
-check: qemu mx driver
+check: qemu mx driver firmware
 	@sh scripts/run-tests.sh
 
 demo: qemu driver
 	@python3 tests/guest/demo.py
 
+# An x86_64 Linux master boots an aarch64 slave through memexpose.
+demo-amp: qemu driver firmware
+	@sh tests/guest/run.sh --amp
+
 # Not part of check: two guests, memexpose against ivshmem, side by side;
 # writes build/bench/results.md (bench/run.sh).
 bench: qemu driver
 	@sh bench/run.sh
+
+# Bare-metal aarch64 slave for the boot tests: memexpose-fw-aarch64.{elf,bin}.
+firmware: deps
+	@sh tests/firmware/aarch64/build.sh $(BUILD)/firmware
 
 patches: overlay
 	@sh scripts/export-patches.sh $(QEMU_TREE) $(BUILD)/patches

@@ -80,15 +80,20 @@ echo "== qemu: patch series"
 run_one patch-series sh -c "sh '$top/scripts/export-patches.sh' '$top/build/qemu-src' '$top/build/patches' &&
     sh '$top/scripts/check-patches.sh' '$top/build/qemu-src' '$top/build/patches'"
 
-echo "== memexpose-pci from the command line"
+echo "== memexpose-pci and memexpose-sysbus from the command line"
 run_tap cli-props sh "$top/tests/cli/memexpose-props.sh" \
-    "$qemu_build/qemu-system-x86_64"
+    "$qemu_build/qemu-system-x86_64" "$qemu_build/qemu-system-aarch64"
 
 echo "== qtest"
 export QTEST_QEMU_IMG="$qemu_build/qemu-img"
 export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
 run_tap qtest-memexpose "$qemu_build/tests/qtest/memexpose-test" --tap
 run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
+# The boot cases skip without firmware; here a skip is a failure.
+QTEST_QEMU_BINARY="$qemu_build/qemu-system-aarch64" \
+MEMEXPOSE_FW="$top/build/firmware/memexpose-fw-aarch64.bin" \
+    run_tap qtest-memexpose-boot bash -c 'set -o pipefail; "$@" | sed "s/^ok \(.*# SKIP\)/not ok \1/"' \
+    _ "$qemu_build/tests/qtest/memexpose-boot-test" --tap
 for t in x86_64 aarch64; do
     export QTEST_QEMU_BINARY="$qemu_build/qemu-system-$t"
     run_tap "qtest-$t-device-introspect" \
@@ -105,6 +110,8 @@ run_one driver-sparse-clean sh -c "make -s -C '$top/linux-driver' sparse 2>&1 |
 
 echo "== guests: two Linux VMs linked by memexpose-pci"
 run_tap guest-scenarios sh "$top/tests/guest/run.sh"
+echo "== guests: an x86_64 Linux master boots an aarch64 slave"
+run_tap guest-amp sh "$top/tests/guest/run.sh" --amp --tap
 
 echo "check: $passed passed, $failed failed"
 [ -z "$failures" ] || echo "failed:$failures"

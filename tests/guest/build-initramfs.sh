@@ -11,6 +11,8 @@
 #   MEMEXPOSE_KO      the driver      (default linux-driver/memexpose.ko)
 #   MEMEXPOSE_CTL     the user tool   (default linux-driver/tools/memexpose-ctl)
 #   MEMEXPOSE_KVER    kernel version  (default: the newest /boot/vmlinuz-*-amd64)
+#   MEMEXPOSE_FW      aarch64 test firmware, copied to /memexpose-fw-aarch64.bin
+#                     when it exists (default build/firmware/memexpose-fw-aarch64.bin)
 #   MEMEXPOSE_ALLOW_NO_DRIVER=1   build without driver/tool (boot tests only)
 #
 # Prints the kernel image to use as the last line: "kernel: /boot/vmlinuz-..."
@@ -20,6 +22,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:?usage: $0 OUT.cpio.gz}
 ko=${MEMEXPOSE_KO:-$top/linux-driver/memexpose.ko}
 ctl=${MEMEXPOSE_CTL:-$top/linux-driver/tools/memexpose-ctl}
+fw=${MEMEXPOSE_FW:-$top/build/firmware/memexpose-fw-aarch64.bin}
 
 die() { echo "build-initramfs: $*" >&2; exit 1; }
 
@@ -107,6 +110,9 @@ if [ $have_ctl = 1 ]; then
     cp "$ctl" "$stage/bin/memexpose-ctl"
     chmod 755 "$stage/bin/memexpose-ctl"
 fi
+
+# For the slave-boot test: the master loads it into the slave's RAM.
+[ -f "$fw" ] && cp "$fw" "$stage/memexpose-fw-aarch64.bin"
 
 cp "$top/tests/guest/init" "$stage/init"
 chmod 755 "$stage/init"

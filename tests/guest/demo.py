@@ -91,7 +91,9 @@ def ensure_initramfs(ko, ctl):
         kimg = subprocess.run(["sort", "-V"], input="\n".join(kimgs) + "\n",
                               capture_output=True, text=True,
                               check=True).stdout.split()[-1]
-    inputs = "%s %s %s" % (ko, ctl, kimg)
+    fw = os.environ.get("MEMEXPOSE_FW", os.path.join(
+        TOP, "build", "firmware", "memexpose-fw-aarch64.bin"))
+    inputs = "%s %s %s %s" % (ko, ctl, kimg, fw)
     try:
         with open(initrd + ".inputs") as f:
             recorded = f.read().rstrip("\n")
@@ -100,7 +102,8 @@ def ensure_initramfs(ko, ctl):
     stale = not os.path.isfile(initrd) or recorded != inputs
     if not stale:
         for f in (ko, ctl, os.path.join(TOP, "tests/guest/init"),
-                  os.path.join(TOP, "tests/guest/build-initramfs.sh"), kimg):
+                  os.path.join(TOP, "tests/guest/build-initramfs.sh"), kimg,
+                  fw):
             if f and newer(f, initrd):
                 stale = True
     if stale:

@@ -3,6 +3,8 @@
 # memexpose.ko and memexpose-ctl.  Prints TAP, exits non-zero on failure.
 #
 #   tests/guest/run.sh [run-scenarios.py options, e.g. --only bulk,info]
+#   tests/guest/run.sh --amp     the slave-boot test instead (amp.py): an
+#                                x86_64 Linux master boots an aarch64 slave
 #
 # Environment: MEMEXPOSE_QEMU (default build/qemu/qemu-system-x86_64),
 # MEMEXPOSE_KO, MEMEXPOSE_CTL (default linux-driver/...; when not given,
@@ -53,6 +55,8 @@ if [ -z "${MEMEXPOSE_KO:-}${MEMEXPOSE_CTL:-}" ] &&
 fi
 export MEMEXPOSE_KO="$ko" MEMEXPOSE_CTL="$ctl"
 export MEMEXPOSE_QEMU="${MEMEXPOSE_QEMU:-$top/build/qemu/qemu-system-x86_64}"
+fw=${MEMEXPOSE_FW:-$top/build/firmware/memexpose-fw-aarch64.bin}
+export MEMEXPOSE_FW="$fw"
 
 [ -x "$MEMEXPOSE_QEMU" ] || bail "no QEMU at $MEMEXPOSE_QEMU (make qemu)"
 [ -f "$ko" ] || bail "no driver at $ko (build linux-driver first)"
@@ -62,12 +66,13 @@ export MEMEXPOSE_QEMU="${MEMEXPOSE_QEMU:-$top/build/qemu/qemu-system-x86_64}"
 mkdir -p "$out"
 stale=0
 kimg=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
-inputs="$ko $ctl $kimg"
+inputs="$ko $ctl $kimg $fw"
 if [ ! -f "$initrd" ] || [ "$(cat "$initrd.inputs" 2>/dev/null)" != "$inputs" ]; then
     stale=1
 else
     for f in "$ko" "$ctl" "$top/tests/guest/init" \
-             "$top/tests/guest/build-initramfs.sh" ${kimg:+"$kimg"}; do
+             "$top/tests/guest/build-initramfs.sh" ${kimg:+"$kimg"} \
+             "$fw"; do
         [ -n "$(find "$f" -newer "$initrd" 2>/dev/null)" ] && stale=1
     done
 fi
@@ -78,4 +83,9 @@ if [ $stale = 1 ]; then
     echo "$inputs" > "$initrd.inputs"
 fi
 
+if [ "${1:-}" = --amp ]; then
+    shift
+    [ -f "$fw" ] || bail "no firmware at $fw (make firmware)"
+    exec python3 "$top/tests/guest/amp.py" --initrd "$initrd" "$@"
+fi
 exec python3 "$top/tests/guest/run-scenarios.py" --initrd "$initrd" "$@"
