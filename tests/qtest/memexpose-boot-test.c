@@ -256,6 +256,43 @@ static void test_boot_refused(void)
     qtest_quit(target);
 }
 
+/* Stops and starts that the master did not ask for are reported too. */
+static void test_boot_monitor(void)
+{
+    g_autofree char *uart = g_strdup_printf("%s/uart3.txt", tmpdir);
+    QTestState *master, *target;
+
+    if (!have_firmware()) {
+        return;
+    }
+    start_pair(&master, &target, uart);
+    load_firmware(master);
+    g_assert_cmphex(boot(master, FW_ENTRY, 7, 3), ==, MX_BOOT_OK);
+    expect_doorbell(master, 7);
+
+    qtest_qmp_assert_success(target, "{'execute': 'stop'}");
+    wait_reg(master, MX_REG_BOOT_PEER_STATE, ~0U, MX_BOOT_STATE_HALTED);
+    qtest_qmp_assert_success(target, "{'execute': 'cont'}");
+    wait_reg(master, MX_REG_BOOT_PEER_STATE, ~0U, MX_BOOT_STATE_RUNNING);
+
+    /* A reset the target's own side asks for keeps it running. */
+    qtest_qmp_assert_success(target, "{'execute': 'system_reset'}");
+    g_usleep(200 * 1000);
+    g_assert_cmpuint(reg_read(master, MX_REG_BOOT_PEER_STATE), ==,
+                     MX_BOOT_STATE_RUNNING);
+
+    /* RESET from the master works from any state, BOOT after it. */
+    g_assert_cmphex(boot_cmd(master, MX_BOOT_CMD_RESET), ==, MX_BOOT_OK);
+    wait_reg(master, MX_REG_BOOT_PEER_STATE, ~0U, MX_BOOT_STATE_WAITING);
+    g_assert_cmphex(boot_cmd(master, MX_BOOT_CMD_RESET), ==, MX_BOOT_OK);
+    load_firmware(master);
+    g_assert_cmphex(boot(master, FW_ENTRY, 8, 3), ==, MX_BOOT_OK);
+    expect_doorbell(master, 8);
+
+    qtest_quit(master);
+    qtest_quit(target);
+}
+
 /* A side that is not a boot target refuses; the link is unaffected. */
 static void test_not_boot_target(void)
 {
@@ -294,11 +331,13 @@ int main(int argc, char **argv)
 
     qtest_add_func("/memexpose/boot/boot", test_boot);
     qtest_add_func("/memexpose/boot/refused", test_boot_refused);
+    qtest_add_func("/memexpose/boot/monitor", test_boot_monitor);
     qtest_add_func("/memexpose/boot/not-boot-target", test_not_boot_target);
     ret = g_test_run();
 
     remove_tmp("uart.txt");
     remove_tmp("uart2.txt");
+    remove_tmp("uart3.txt");
     remove_tmp("boot.sock");
     g_rmdir(tmpdir);
     g_free(tmpdir);

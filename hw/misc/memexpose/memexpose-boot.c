@@ -73,7 +73,10 @@ static MxpErr mx_boot_check(MemexposeState *s, const MxpMsg *req)
     }
     switch (req->hdr.type) {
     case MXP_BOOT:
-        if (s->boot_state != MXP_BOOT_WAITING) {
+        /* vm_start() is only valid from these; WAITING implies them. */
+        if (s->boot_state != MXP_BOOT_WAITING ||
+            !(runstate_check(RUN_STATE_PRELAUNCH) ||
+              runstate_check(RUN_STATE_PAUSED))) {
             return MXP_E_BAD_STATE;
         }
         if (!first_cpu || !mx_entry_in_ram(req->u.boot.entry) ||
@@ -113,6 +116,11 @@ static void mx_boot_apply(MemexposeState *s, const MxpMsg *req)
             vm_stop(RUN_STATE_PAUSED);
         }
         qemu_system_reset(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
+        /* As the main loop does after a reset: a shut down VM may start. */
+        if (!runstate_check(RUN_STATE_INMIGRATE) &&
+            !runstate_check(RUN_STATE_FINISH_MIGRATE)) {
+            runstate_set(RUN_STATE_PRELAUNCH);
+        }
         break;
     }
 }
