@@ -2,13 +2,13 @@
 /*
  * memexpose: platform binding (QEMU's memexpose-sysbus).
  *
- * Device tree:
+ * Device tree, as QEMU's virt generates it on its platform bus:
  *
- *	memexpose@a000000 {
+ *	memexpose@0 {
  *		compatible = "qemu,memexpose";
- *		reg = <0x0 0x0a000000 0x0 0x1000>,	// registers, 4 KiB
- *		      <0x80 0x00000000 0x1 0x0>;	// the window
- *		interrupts = <GIC_SPI 16 IRQ_TYPE_LEVEL_HIGH>;
+ *		reg = <0x0 0x1000>,		// registers, 4 KiB
+ *		      <0x1000000 0x1000000>;	// the window
+ *		interrupts = <GIC_SPI 112 IRQ_TYPE_LEVEL_HIGH>;
  *	};
  *
  * One level-triggered interrupt, asserted while INTR_STATUS & INTR_MASK

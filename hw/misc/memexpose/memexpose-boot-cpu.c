@@ -9,6 +9,7 @@
 
 #include "qemu/osdep.h"
 #include "cpu.h"
+#include "system/hw_accel.h"
 #include "memexpose.h"
 
 bool memexpose_cpu_can_boot(void)
@@ -42,6 +43,9 @@ void memexpose_cpu_set_entry(CPUState *cs, uint64_t entry,
 #ifdef TARGET_ARM
     CPUARMState *env = cpu_env(cs);
     unsigned i;
+
+    /* With an accelerator the registers live in the kernel: fetch them. */
+    cpu_synchronize_state(cs);
 
     for (i = 0; i < MXP_BOOT_ARGS; i++) {
         uint64_t val = i < nargs ? args[i] : 0;

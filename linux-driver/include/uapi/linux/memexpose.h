@@ -185,8 +185,8 @@ struct memexpose_boot_state {
  * MEMEXPOSE_IOC_BOOT, MEMEXPOSE_IOC_RESET, MEMEXPOSE_IOC_HALT: start,
  * reset (back to WAITING) or stop a peer that is a boot target.  Needs a
  * file opened for writing.  The request goes to the peer and the call
- * returns once the peer answered or the device gave up waiting (its
- * timeout, 1 s by default); one such request per device at a time, and
+ * returns once the peer answered or the device gave up waiting (after
+ * max(its timeout, 10 s)); one such request per device at a time, and
  * doorbell sends wait for it.  Returns 0 when the peer accepted it, or
  * fails with:
  *   EINVAL      BOOT: nargs above 4 or reserved not zero (checked before
