@@ -1220,6 +1220,32 @@ void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
     }
 }
 
+static uint64_t mx_reg_read_op(void *opaque, hwaddr addr, unsigned size)
+{
+    return memexpose_reg_read(opaque, addr, size);
+}
+
+static void mx_reg_write_op(void *opaque, hwaddr addr, uint64_t val,
+                            unsigned size)
+{
+    memexpose_reg_write(opaque, addr, val, size);
+}
+
+static const MemoryRegionOps memexpose_reg_ops = {
+    .read = mx_reg_read_op,
+    .write = mx_reg_write_op,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = { .min_access_size = 1, .max_access_size = 8 },
+    .impl = { .min_access_size = 1, .max_access_size = 8 },
+};
+
+/* The register block, for the front end to map (BAR0, MMIO 0). */
+void memexpose_init_regs(MemexposeState *s, MemoryRegion *mr)
+{
+    memory_region_init_io(mr, OBJECT(s->dev), &memexpose_reg_ops, s,
+                          "memexpose-regs", MEMEXPOSE_REG_SIZE);
+}
+
 /* ---- life cycle ---- */
 
 /*

@@ -34,29 +34,6 @@ struct MemexposePCIState {
     MemoryRegion regs;
 };
 
-static uint64_t memexpose_pci_read(void *opaque, hwaddr addr, unsigned size)
-{
-    MemexposePCIState *d = opaque;
-
-    return memexpose_reg_read(&d->core, addr, size);
-}
-
-static void memexpose_pci_write(void *opaque, hwaddr addr, uint64_t val,
-                                unsigned size)
-{
-    MemexposePCIState *d = opaque;
-
-    memexpose_reg_write(&d->core, addr, val, size);
-}
-
-static const MemoryRegionOps memexpose_pci_reg_ops = {
-    .read = memexpose_pci_read,
-    .write = memexpose_pci_write,
-    .endianness = DEVICE_LITTLE_ENDIAN,
-    .valid = { .min_access_size = 1, .max_access_size = 8 },
-    .impl = { .min_access_size = 1, .max_access_size = 8 },
-};
-
 /* Called with the BQL held. */
 static void memexpose_pci_irq(MemexposeState *core, unsigned irq)
 {
@@ -92,8 +69,7 @@ static void memexpose_pci_realize(PCIDevice *pdev, Error **errp)
     }
 
     pdev->config[PCI_INTERRUPT_PIN] = 1;
-    memory_region_init_io(&d->regs, OBJECT(d), &memexpose_pci_reg_ops, d,
-                          "memexpose-regs", MEMEXPOSE_REG_SIZE);
+    memexpose_init_regs(s, &d->regs);
     pci_register_bar(pdev, 0, PCI_BASE_ADDRESS_SPACE_MEMORY, &d->regs);
 
     if (msix_init_exclusive_bar(pdev, 1 + s->vectors, MEMEXPOSE_PCI_MSIX_BAR,

@@ -32,30 +32,6 @@ struct MemexposeSysBusState {
     qemu_irq irq;
 };
 
-static uint64_t memexpose_sysbus_read(void *opaque, hwaddr addr,
-                                      unsigned size)
-{
-    MemexposeSysBusState *d = opaque;
-
-    return memexpose_reg_read(&d->core, addr, size);
-}
-
-static void memexpose_sysbus_write(void *opaque, hwaddr addr, uint64_t val,
-                                   unsigned size)
-{
-    MemexposeSysBusState *d = opaque;
-
-    memexpose_reg_write(&d->core, addr, val, size);
-}
-
-static const MemoryRegionOps memexpose_sysbus_reg_ops = {
-    .read = memexpose_sysbus_read,
-    .write = memexpose_sysbus_write,
-    .endianness = DEVICE_LITTLE_ENDIAN,
-    .valid = { .min_access_size = 1, .max_access_size = 8 },
-    .impl = { .min_access_size = 1, .max_access_size = 8 },
-};
-
 /* Called with the BQL held. */
 static void memexpose_sysbus_irq(MemexposeState *core, unsigned irq)
 {
@@ -77,8 +53,7 @@ static void memexpose_sysbus_realize(DeviceState *dev, Error **errp)
     if (*errp) {
         return;
     }
-    memory_region_init_io(&d->regs, OBJECT(d), &memexpose_sysbus_reg_ops, d,
-                          "memexpose-regs", MEMEXPOSE_REG_SIZE);
+    memexpose_init_regs(s, &d->regs);
     sysbus_init_mmio(sbd, &d->regs);
     sysbus_init_mmio(sbd, &s->window);
     sysbus_init_irq(sbd, &d->irq);

@@ -217,6 +217,7 @@ struct MemexposeState {
 void memexpose_realize(MemexposeState *s, Error **errp);
 void memexpose_unrealize(MemexposeState *s);
 void memexpose_reset(MemexposeState *s);
+void memexpose_init_regs(MemexposeState *s, MemoryRegion *mr);
 void memexpose_add_properties(Object *obj, MemexposeState *s);
 void memexpose_class_set_props(DeviceClass *dc, size_t core_offset,
                                uint64_t default_window);
