@@ -8,6 +8,8 @@
 #   make patches   export the git format-patch series into build/patches
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
 #   make firmware  build the aarch64 test firmware into build/firmware
+#   make arm64-guest  Debian's arm64 kernel, headers and busybox unpacked
+#                  into build/arm64/root, the driver cross-built for it
 #   make demo      two Linux guests share memory and ring doorbells
 #   make demo-amp  an x86_64 Linux master boots an aarch64 slave
 #   make bench     memexpose against ivshmem, side by side
@@ -24,7 +26,7 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
-        distclean demo demo-amp bench firmware
+        distclean demo demo-amp bench firmware arm64-guest
 
 all: qemu mx driver
 
@@ -47,7 +49,15 @@ mx: deps
 driver: deps
 	@$(MAKE) -s -C linux-driver modules tools >/dev/null
 
-check: qemu mx driver firmware
+# For the aarch64 Linux guest (tests/guest/arm64-linux.py): Debian's arm64
+# kernel, headers and busybox-static, fetched with apt-get download and
+# unpacked, never installed (scripts/arm64-guest.sh); memexpose.ko and a
+# static memexpose-ctl cross-built into build/arm64/driver.
+arm64-guest: deps
+	@sh scripts/arm64-guest.sh
+	@$(MAKE) -s -C linux-driver arm64 >/dev/null
+
+check: qemu mx driver firmware arm64-guest
 	@sh scripts/run-tests.sh
 
 demo: qemu driver
@@ -81,7 +91,7 @@ fuzz: deps
 
 clean:
 	rm -rf $(QEMU_BUILD) $(MX_BUILD) $(BUILD)/patches $(BUILD)/fuzz \
-	    $(BUILD)/guest
+	    $(BUILD)/guest $(BUILD)/arm64/driver
 	$(MAKE) -C linux-driver clean
 
 distclean:

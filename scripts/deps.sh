@@ -9,12 +9,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 # kernel (linux-image-amd64, whatever version the archive has today) and
 # build the driver against the matching linux-headers-amd64.  The aarch64
 # test firmware (tests/firmware/aarch64) is built with the cross compiler;
-# dtc checks the device tree node of memexpose-sysbus.
+# dtc checks the device tree node of memexpose-sysbus.  The aarch64 Linux
+# guest's memexpose-ctl is linked statically against libc6-dev-arm64-cross;
+# its kernel, headers and busybox come from scripts/arm64-guest.sh.
 base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev dpkg-dev xz-utils
     seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git
     linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse
-    gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler"
+    gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler
+    libc6-dev-arm64-cross"
 # QEMU 10.0 needs a newer meson and pycotap than bookworm itself has.
 backports_pkgs="meson python3-pycotap"
 
@@ -41,6 +44,15 @@ fi
 
 sh "$here/apt-sources.sh"
 export DEBIAN_FRONTEND=noninteractive
+
+# The aarch64 Linux guest's kernel and busybox are arm64 packages that
+# scripts/arm64-guest.sh downloads (never installs): dpkg must know the
+# architecture.  Done here so that the one apt-get update below covers it.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    echo "deps: dpkg --add-architecture arm64"
+    dpkg --add-architecture arm64
+    touch /var/lib/apt/lists/.memexpose-stale
+fi
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
 
 need_base=$(missing $base_pkgs)
