@@ -112,6 +112,8 @@ echo "== guests: two Linux VMs linked by memexpose-pci"
 run_tap guest-scenarios sh "$top/tests/guest/run.sh"
 echo "== guests: an x86_64 Linux master boots an aarch64 slave"
 run_tap guest-amp sh "$top/tests/guest/run.sh" --amp --tap
+echo "== guests: x86_64 Linux (memexpose-pci) and aarch64 Linux (memexpose-sysbus)"
+run_tap guest-arm64 sh "$top/tests/guest/run.sh" --arm64
 
 echo "check: $passed passed, $failed failed"
 [ -z "$failures" ] || echo "failed:$failures"

@@ -5,14 +5,22 @@
 #
 # Contents: busybox-static with its applet links, memexpose.ko (and any
 # module it depends on, from /lib/modules/<ver>), memexpose-ctl, and an
-# /init that runs a command loop on /dev/ttyS0 for tests/guest/harness.py.
+# /init that runs a command loop on the console (ttyS0, ttyAMA0) for
+# tests/guest/harness.py.
 #
 # Environment:
+#   MEMEXPOSE_GUEST_ARCH  amd64 (default): the host's Debian kernel and
+#                     busybox; arm64: everything for the aarch64 guest from
+#                     MEMEXPOSE_ARM64_ROOT (default build/arm64/root, see
+#                     scripts/arm64-guest.sh), driver and tool from
+#                     build/arm64/driver (make -C linux-driver arm64)
 #   MEMEXPOSE_KO      the driver      (default linux-driver/memexpose.ko)
 #   MEMEXPOSE_CTL     the user tool   (default linux-driver/tools/memexpose-ctl)
-#   MEMEXPOSE_KVER    kernel version  (default: the newest /boot/vmlinuz-*-amd64)
+#   MEMEXPOSE_KVER    kernel version  (default: the newest /boot/vmlinuz-*-amd64,
+#                     or for arm64 the newest boot/vmlinuz-*-arm64 in the root)
 #   MEMEXPOSE_FW      aarch64 test firmware, copied to /memexpose-fw-aarch64.bin
-#                     when it exists (default build/firmware/memexpose-fw-aarch64.bin)
+#                     when it exists (default build/firmware/memexpose-fw-aarch64.bin;
+#                     amd64 only: the x86_64 guest is the boot master)
 #   MEMEXPOSE_ALLOW_NO_DRIVER=1   build without driver/tool (boot tests only)
 #
 # Prints the kernel image to use as the last line: "kernel: /boot/vmlinuz-..."
@@ -20,29 +28,56 @@ set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:?usage: $0 OUT.cpio.gz}
-ko=${MEMEXPOSE_KO:-$top/linux-driver/memexpose.ko}
-ctl=${MEMEXPOSE_CTL:-$top/linux-driver/tools/memexpose-ctl}
-fw=${MEMEXPOSE_FW:-$top/build/firmware/memexpose-fw-aarch64.bin}
+arch=${MEMEXPOSE_GUEST_ARCH:-amd64}
+case "$arch" in
+amd64)
+    # The host's own Debian kernel, modules and busybox-static.
+    sysroot=
+    ko=${MEMEXPOSE_KO:-$top/linux-driver/memexpose.ko}
+    ctl=${MEMEXPOSE_CTL:-$top/linux-driver/tools/memexpose-ctl}
+    fw=${MEMEXPOSE_FW:-$top/build/firmware/memexpose-fw-aarch64.bin}
+    elf_machine=x86-64
+    ;;
+arm64)
+    # Unpacked, not installed: scripts/arm64-guest.sh.
+    sysroot=${MEMEXPOSE_ARM64_ROOT:-$top/build/arm64/root}
+    ko=${MEMEXPOSE_KO:-$top/build/arm64/driver/memexpose.ko}
+    ctl=${MEMEXPOSE_CTL:-$top/build/arm64/driver/memexpose-ctl}
+    fw=
+    elf_machine=aarch64
+    ;;
+*)
+    echo "build-initramfs: MEMEXPOSE_GUEST_ARCH must be amd64 or arm64, not $arch" >&2
+    exit 1 ;;
+esac
 
 die() { echo "build-initramfs: $*" >&2; exit 1; }
 
-# The kernel: newest Debian amd64 image; headers must match.
+# The kernel: newest Debian image of the architecture; headers must match.
 if [ -n "${MEMEXPOSE_KVER:-}" ]; then
     kver=$MEMEXPOSE_KVER
 else
-    kimg=$(ls /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n 1)
-    [ -n "$kimg" ] || die "no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)"
-    kver=${kimg#/boot/vmlinuz-}
+    kimg=$(ls "$sysroot"/boot/vmlinuz-*-"$arch" 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$kimg" ] || {
+        [ "$arch" = amd64 ] && die "no /boot/vmlinuz-*-amd64 (apt-get install linux-image-amd64)"
+        die "no $sysroot/boot/vmlinuz-*-arm64 (scripts/arm64-guest.sh)"; }
+    kver=${kimg#"$sysroot"/boot/vmlinuz-}
 fi
-kimg=/boot/vmlinuz-$kver
+kimg=$sysroot/boot/vmlinuz-$kver
 [ -r "$kimg" ] || die "$kimg is missing or unreadable"
-[ -d "/lib/modules/$kver" ] || die "/lib/modules/$kver is missing"
-if [ ! -d "/usr/src/linux-headers-$kver" ] && [ ! -e "/lib/modules/$kver/build" ]; then
-    echo "build-initramfs: warning: no headers for $kver (linux-headers-amd64)" >&2
+[ -d "$sysroot/lib/modules/$kver" ] || die "$sysroot/lib/modules/$kver is missing"
+if [ ! -d "$sysroot/usr/src/linux-headers-$kver" ] &&
+   [ ! -e "$sysroot/lib/modules/$kver/build" ]; then
+    echo "build-initramfs: warning: no headers for $kver (linux-headers-$arch)" >&2
 fi
 
-busybox=$(command -v busybox || true)
-[ -n "$busybox" ] || die "busybox not found (apt-get install busybox-static)"
+if [ "$arch" = amd64 ]; then
+    busybox=$(command -v busybox || true)
+    [ -n "$busybox" ] || die "busybox not found (apt-get install busybox-static)"
+else
+    busybox=$sysroot/bin/busybox
+    [ -f "$busybox" ] || die "no $busybox (scripts/arm64-guest.sh)"
+fi
 if file -L "$busybox" 2>/dev/null | grep -q 'dynamically linked'; then
     die "$busybox is dynamically linked (apt-get install busybox-static)"
 fi
@@ -65,10 +100,16 @@ mkdir -p "$stage/bin" "$stage/sbin" "$stage/usr/bin" "$stage/usr/sbin" \
          "$stage/root" "$stage/etc" "$stage/lib/modules/$kver/extra"
 cp "$busybox" "$stage/bin/busybox"
 chmod 755 "$stage/bin/busybox"
-"$busybox" --list-full | while read -r applet; do
-    [ "$applet" = bin/busybox ] && continue
-    [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
-done
+if [ "$arch" = amd64 ]; then
+    "$busybox" --list-full | while read -r applet; do
+        [ "$applet" = bin/busybox ] && continue
+        [ -e "$stage/$applet" ] || ln -s /bin/busybox "$stage/$applet"
+    done
+else
+    # A foreign busybox cannot list its applets here: /bin/sh is enough
+    # to start /init, which runs "busybox --install -s" first.
+    ln -s /bin/busybox "$stage/bin/sh"
+fi
 mknod -m 600 "$stage/dev/console" c 5 1 2>/dev/null || true
 mknod -m 666 "$stage/dev/null" c 1 3 2>/dev/null || true
 echo "root:x:0:0:root:/root:/bin/sh" > "$stage/etc/passwd"
@@ -85,34 +126,33 @@ if [ $have_driver = 1 ]; then
     esac
     cp "$ko" "$stage/memexpose.ko"
 
-    # Depth-first: dependencies before dependants, each once.
-    seen=" "
-    add_deps() { # depends-list
-        for m in $(echo "$1" | tr ',' ' '); do
-            case "$seen" in *" $m "*) continue ;; esac
-            seen="$seen$m "
-            f=$(modinfo -k "$kver" -F filename "$m" 2>/dev/null | head -n 1)
-            case "$f" in
-                ""|"(builtin)"|name:*) continue ;;   # built into the kernel
-            esac
-            add_deps "$(modinfo -F depends "$f")"
-            cp "$f" "$stage/lib/modules/$kver/extra/"
-            echo "/lib/modules/$kver/extra/$(basename "$f")" >> "$stage/etc/mx-modules"
-        done
-    }
-    add_deps "$(modinfo -F depends "$ko")"
+    # Dependencies before dependants, each once, as modprobe would load
+    # them (modules.dep of the kernel's tree; builtins are left out).
+    deps=$(for m in $(modinfo -F depends "$ko" | tr ',' ' '); do
+               modprobe ${sysroot:+-d "$sysroot"} -S "$kver" \
+                   --show-depends "$m" || exit 1
+           done) || die "cannot resolve the modules $ko depends on"
+    echo "$deps" | sed -n 's/^insmod \([^ ]*\).*/\1/p' | awk '!seen[$0]++' |
+    while read -r f; do
+        cp "$f" "$stage/lib/modules/$kver/extra/"
+        echo "/lib/modules/$kver/extra/$(basename "$f")" >> "$stage/etc/mx-modules"
+    done
 fi
 
 if [ $have_ctl = 1 ]; then
     if file -L "$ctl" 2>/dev/null | grep -q 'dynamically linked'; then
         die "$ctl is dynamically linked; the initramfs has no libc"
     fi
+    if command -v file >/dev/null &&
+       ! file -L "$ctl" | grep -q -i "$elf_machine"; then
+        die "$ctl is not an $elf_machine executable: $(file -L "$ctl")"
+    fi
     cp "$ctl" "$stage/bin/memexpose-ctl"
     chmod 755 "$stage/bin/memexpose-ctl"
 fi
 
 # For the slave-boot test: the master loads it into the slave's RAM.
-[ -f "$fw" ] && cp "$fw" "$stage/memexpose-fw-aarch64.bin"
+[ -n "$fw" ] && [ -f "$fw" ] && cp "$fw" "$stage/memexpose-fw-aarch64.bin"
 
 cp "$top/tests/guest/init" "$stage/init"
 chmod 755 "$stage/init"

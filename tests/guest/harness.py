@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Drive Linux guests running the memexpose test initramfs (stdlib only).
 
-A Guest is one qemu-system-x86_64 process with a memexpose-pci device.
-Its serial console is the process's stdin/stdout (a pipe); the guest's
-/init (tests/guest/init) runs a command loop on it:
+A Guest is one qemu-system-x86_64 process with a memexpose-pci device
+(arch="x86_64", the default) or one qemu-system-aarch64 virt machine with
+a memexpose-sysbus device (arch="aarch64").  Its serial console is the
+process's stdin/stdout (a pipe); the guest's /init (tests/guest/init) runs
+a command loop on it:
 
     host  -> guest   "<id> <command line>\\n"
     guest -> host    output ... "\\n__MX_DONE__ <id> <rc>\\n"
@@ -29,6 +31,10 @@ import time
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEFAULT_QEMU = os.path.join(TOP, "build", "qemu", "qemu-system-x86_64")
+DEFAULT_QEMU_AARCH64 = os.path.join(TOP, "build", "qemu",
+                                    "qemu-system-aarch64")
+# Debian's arm64 kernel as scripts/arm64-guest.sh unpacks it.
+ARM64_ROOT = os.path.join(TOP, "build", "arm64", "root")
 
 _live_guests = []
 _live_lock = threading.Lock()
@@ -85,6 +91,26 @@ def newest_kernel():
     return "/boot/" + sorted(cands, key=key)[-1]
 
 
+def arm64_kernel(root=None):
+    """The newest boot/vmlinuz-*-arm64 under root (MEMEXPOSE_ARM64_ROOT,
+    default build/arm64/root), what build-initramfs.sh uses for arm64."""
+    root = root or os.environ.get("MEMEXPOSE_ARM64_ROOT", ARM64_ROOT)
+    boot = os.path.join(root, "boot")
+    try:
+        cands = [f for f in os.listdir(boot)
+                 if f.startswith("vmlinuz-") and f.endswith("-arm64")]
+    except OSError:
+        cands = []
+    if not cands:
+        raise GuestError("no %s/vmlinuz-*-arm64 (scripts/arm64-guest.sh)"
+                         % boot)
+
+    def key(name):
+        return [int(p) if p.isdigit() else p
+                for p in re.split(r"(\d+)", name)]
+    return os.path.join(boot, sorted(cands, key=key)[-1])
+
+
 class GuestError(Exception):
     pass
 
@@ -101,7 +127,8 @@ def describe_status(status):
 
 
 class Guest:
-    """One QEMU guest with a memexpose-pci device.
+    """One QEMU guest with a memexpose-pci device (x86_64 pc) or a
+    memexpose-sysbus device (aarch64 virt).
 
     MEMEXPOSE_QEMU_WRAPPER (or MEMEXPOSE_QEMU_WRAPPER_<name>) is prepended
     to QEMU's command line, e.g. "gdb -batch -ex run -ex bt --args".
@@ -109,20 +136,44 @@ class Guest:
     role: "server" (listens on link_sock) or "client" (connects to it,
     reconnecting every reconnect_ms).  extra_args: more QEMU arguments
     (a list), appended to the command line.
+
+    arch: "x86_64" (pc, memexpose-pci, console ttyS0, QEMU from
+    MEMEXPOSE_QEMU) or "aarch64" (virt with cpu, memexpose-sysbus, console
+    ttyAMA0, QEMU from MEMEXPOSE_QEMU_AARCH64).  On aarch64 RAM starts at
+    0x40000000, so export defaults to 0x40000000+<mem>:rw, and the window
+    to memexpose-sysbus's default (16 MiB, the most that fits into virt's
+    platform bus) unless window_size is given.
     """
 
+    ARCHES = ("x86_64", "aarch64")
+
     def __init__(self, name, workdir, kernel, initrd, link_sock,
-                 role="server", qemu=None, mem="256M", export="0+256M:rw",
-                 window_size="256M", trust_peer=True, extra_append="",
+                 role="server", qemu=None, mem="256M", export=None,
+                 window_size=None, trust_peer=True, extra_append="",
                  device_extra="", accel=None, log=None, reconnect_ms=200,
-                 extra_args=None):
+                 extra_args=None, arch="x86_64", cpu="cortex-a57", smp=1):
+        if arch not in self.ARCHES:
+            raise ValueError("arch must be one of %s" % (self.ARCHES,))
         self.name = name
         self.workdir = workdir
         self.kernel = kernel
         self.initrd = initrd
         self.link_sock = link_sock
         self.role = role
-        self.qemu = qemu or os.environ.get("MEMEXPOSE_QEMU", DEFAULT_QEMU)
+        self.arch = arch
+        self.cpu = cpu
+        self.smp = smp
+        if arch == "x86_64":
+            self.qemu = qemu or os.environ.get("MEMEXPOSE_QEMU", DEFAULT_QEMU)
+            if export is None:
+                export = "0+256M:rw"
+            if window_size is None:
+                window_size = "256M"
+        else:
+            self.qemu = qemu or os.environ.get("MEMEXPOSE_QEMU_AARCH64",
+                                               DEFAULT_QEMU_AARCH64)
+            if export is None:
+                export = "0x40000000+%s:rw" % mem
         self.mem = mem
         self.export = export
         self.window_size = window_size
@@ -153,6 +204,8 @@ class Guest:
     # ---- process -------------------------------------------------------
 
     def command_line(self):
+        if self.arch == "aarch64":
+            return self._command_line_aarch64()
         append = "console=ttyS0 quiet panic=-1 nokaslr mx.name=%s" % self.name
         if self.extra_append:
             append += " " + self.extra_append
@@ -178,6 +231,48 @@ class Guest:
             "-object", "memory-backend-memfd,id=ram,size=%s,share=on" % self.mem,
             "-smp", "1",
             "-nodefaults", "-display", "none", "-vga", "none",
+            "-chardev", "stdio,id=ser0,signal=off",
+            "-serial", "chardev:ser0",
+            "-monitor", "none",
+            "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
+            "-no-reboot",
+            "-msg", "timestamp=on",
+            "-kernel", self.kernel,
+            "-initrd", self.initrd,
+            "-append", append,
+            "-chardev", chardev,
+            "-device", dev,
+        ] + self.extra_args
+
+    def _command_line_aarch64(self):
+        append = ("console=ttyAMA0 quiet panic=-1 nokaslr mx.name=%s"
+                  % self.name)
+        if self.extra_append:
+            append += " " + self.extra_append
+        chardev = "socket,id=mxlink,path=%s" % self.link_sock
+        if self.role == "server":
+            chardev += ",server=on,wait=off"
+        else:
+            chardev += ",reconnect-ms=%d" % self.reconnect_ms
+        dev = ("memexpose-sysbus,id=mx,chardev=mxlink,name=%s,export=%s,"
+               "trust-peer=%s" % (self.name, self.export,
+                                  "on" if self.trust_peer else "off"))
+        if self.window_size:
+            dev += ",window-size=%s" % self.window_size
+        if self.device_extra:
+            dev += "," + self.device_extra
+        wrapper = os.environ.get("MEMEXPOSE_QEMU_WRAPPER_" + self.name,
+                                 os.environ.get("MEMEXPOSE_QEMU_WRAPPER", ""))
+        return wrapper.split() + [
+            self.qemu,
+            "-name", "mx-guest-" + self.name,
+            "-accel", self.accel,
+            "-machine", "virt,memory-backend=ram",
+            "-cpu", self.cpu,
+            "-m", self.mem,
+            "-object", "memory-backend-memfd,id=ram,size=%s,share=on" % self.mem,
+            "-smp", str(self.smp),
+            "-nodefaults", "-display", "none",
             "-chardev", "stdio,id=ser0,signal=off",
             "-serial", "chardev:ser0",
             "-monitor", "none",

@@ -5,6 +5,10 @@
 #   tests/guest/run.sh [run-scenarios.py options, e.g. --only bulk,info]
 #   tests/guest/run.sh --amp     the slave-boot test instead (amp.py): an
 #                                x86_64 Linux master boots an aarch64 slave
+#   tests/guest/run.sh --arm64   arm64-linux.py instead: x86_64 Linux with
+#                                memexpose-pci and aarch64 Linux with
+#                                memexpose-sysbus (Debian's arm64 kernel
+#                                from scripts/arm64-guest.sh, make arm64-guest)
 #
 # Environment: MEMEXPOSE_QEMU (default build/qemu/qemu-system-x86_64),
 # MEMEXPOSE_KO, MEMEXPOSE_CTL (default linux-driver/...; when not given,
@@ -13,6 +17,10 @@
 # MEMEXPOSE_ACCEL (tcg; kvm only on request), MEMEXPOSE_SCENARIO_TIMEOUT
 # (60 s), MEMEXPOSE_MALLOC_PERTURB (165; 0 = off: QEMU's freed memory is
 # filled with this byte so that a use-after-free shows at once).
+# --arm64 also: MEMEXPOSE_QEMU_AARCH64, MEMEXPOSE_ARM64_ROOT (default
+# build/arm64/root), MEMEXPOSE_KO_ARM64, MEMEXPOSE_CTL_ARM64 (default
+# build/arm64/driver/..., built with make -C linux-driver arm64 when not
+# given, unless MEMEXPOSE_NO_DRIVER_BUILD=1).
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -87,5 +95,50 @@ if [ "${1:-}" = --amp ]; then
     shift
     [ -f "$fw" ] || bail "no firmware at $fw (make firmware)"
     exec python3 "$top/tests/guest/amp.py" --initrd "$initrd" "$@"
+fi
+if [ "${1:-}" = --arm64 ]; then
+    shift
+    arm64_root=${MEMEXPOSE_ARM64_ROOT:-$top/build/arm64/root}
+    export MEMEXPOSE_ARM64_ROOT="$arm64_root"
+    export MEMEXPOSE_QEMU_AARCH64="${MEMEXPOSE_QEMU_AARCH64:-$top/build/qemu/qemu-system-aarch64}"
+    [ -x "$MEMEXPOSE_QEMU_AARCH64" ] ||
+        bail "no QEMU at $MEMEXPOSE_QEMU_AARCH64 (make qemu)"
+    akimg=$(ls "$arm64_root"/boot/vmlinuz-*-arm64 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$akimg" ] ||
+        bail "no arm64 kernel in $arm64_root (make arm64-guest, or scripts/arm64-guest.sh as root)"
+    ako=${MEMEXPOSE_KO_ARM64:-$top/build/arm64/driver/memexpose.ko}
+    actl=${MEMEXPOSE_CTL_ARM64:-$top/build/arm64/driver/memexpose-ctl}
+    if [ -z "${MEMEXPOSE_KO_ARM64:-}${MEMEXPOSE_CTL_ARM64:-}" ] &&
+       [ "${MEMEXPOSE_NO_DRIVER_BUILD:-0}" != 1 ]; then
+        # Incremental: only what changed is copied and rebuilt.
+        make -C "$drv" arm64 ARM64_ROOT="$arm64_root" \
+            > "$out/driver-arm64-build.log" 2>&1 ||
+            { sed 's/^/# /' "$out/driver-arm64-build.log" | tail -n 40
+              bail "cross-building linux-driver for arm64 failed"; }
+    fi
+    [ -f "$ako" ] || bail "no arm64 driver at $ako (make -C linux-driver arm64)"
+    [ -x "$actl" ] || bail "no arm64 memexpose-ctl at $actl (make -C linux-driver arm64)"
+    ainitrd=$out/initramfs-arm64.cpio.gz
+    ainputs="$ako $actl $akimg"
+    stale=0
+    if [ ! -f "$ainitrd" ] ||
+       [ "$(cat "$ainitrd.inputs" 2>/dev/null)" != "$ainputs" ]; then
+        stale=1
+    else
+        for f in "$ako" "$actl" "$akimg" "$arm64_root/bin/busybox" \
+                 "$top/tests/guest/init" "$top/tests/guest/build-initramfs.sh"; do
+            [ -n "$(find "$f" -newer "$ainitrd" 2>/dev/null)" ] && stale=1
+        done
+    fi
+    if [ $stale = 1 ]; then
+        MEMEXPOSE_GUEST_ARCH=arm64 MEMEXPOSE_KO="$ako" MEMEXPOSE_CTL="$actl" \
+            sh "$top/tests/guest/build-initramfs.sh" "$ainitrd" \
+            > "$out/build-arm64.log" 2>&1 ||
+            { sed 's/^/# /' "$out/build-arm64.log"; bail "arm64 initramfs build failed"; }
+        sed 's/^/# /' "$out/build-arm64.log"
+        echo "$ainputs" > "$ainitrd.inputs"
+    fi
+    exec python3 "$top/tests/guest/arm64-linux.py" --initrd "$initrd" \
+        --initrd-arm64 "$ainitrd" "$@"
 fi
 exec python3 "$top/tests/guest/run-scenarios.py" --initrd "$initrd" "$@"
