@@ -196,6 +196,10 @@ static void test_boot(void)
     g_assert_cmpuint(reg_read(target, MX_REG_BOOT_STATE), ==,
                      MX_BOOT_STATE_WAITING);
 
+    /* The WAITING report set INTR_BOOT; RUNNING must set it again. */
+    reg_write(master, MX_REG_INTR_STATUS, MX_INTR_BOOT);
+    g_assert_cmpuint(reg_read(master, MX_REG_INTR_STATUS) & MX_INTR_BOOT,
+                     ==, 0);
     load_firmware(master);
     g_assert_cmphex(boot(master, FW_ENTRY, 0x1122334455667788ULL, 3), ==,
                     MX_BOOT_OK);

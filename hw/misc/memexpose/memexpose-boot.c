@@ -1,7 +1,7 @@
 /*
  * memexpose slave boot: a boot target waits with its VM stopped until the
  * boot master sends BOOT; the master side drives BOOT, RESET and HALT
- * through its boot registers.
+ * through its boot registers.  The target performs them in the main loop.
  *
  * Copyright (c) 2026 The memexpose authors
  *
@@ -62,6 +62,26 @@ static bool mx_entry_in_ram(uint64_t entry)
     return ok;
 }
 
+static bool mx_resettable(void)
+{
+    static const RunState ok[] = {
+        RUN_STATE_RUNNING, RUN_STATE_PAUSED, RUN_STATE_PRELAUNCH,
+        RUN_STATE_SHUTDOWN, RUN_STATE_GUEST_PANICKED,
+        RUN_STATE_INTERNAL_ERROR, RUN_STATE_IO_ERROR, RUN_STATE_WATCHDOG,
+    };
+    unsigned i;
+
+    if (qemu_system_dump_in_progress()) {
+        return false;
+    }
+    for (i = 0; i < ARRAY_SIZE(ok); i++) {
+        if (runstate_check(ok[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Called with the BQL held. */
 static MxpErr mx_boot_check(MemexposeState *s, const MxpMsg *req)
 {
@@ -76,7 +96,8 @@ static MxpErr mx_boot_check(MemexposeState *s, const MxpMsg *req)
         /* vm_start() is only valid from these; WAITING implies them. */
         if (s->boot_state != MXP_BOOT_WAITING ||
             !(runstate_check(RUN_STATE_PRELAUNCH) ||
-              runstate_check(RUN_STATE_PAUSED))) {
+              runstate_check(RUN_STATE_PAUSED)) ||
+            qemu_system_dump_in_progress()) {
             return MXP_E_BAD_STATE;
         }
         if (!first_cpu || !mx_entry_in_ram(req->u.boot.entry) ||
@@ -85,10 +106,11 @@ static MxpErr mx_boot_check(MemexposeState *s, const MxpMsg *req)
         }
         return MXP_E_NONE;
     case MXP_HALT:
-        return s->boot_state == MXP_BOOT_RUNNING ? MXP_E_NONE
-                                                 : MXP_E_BAD_STATE;
+        return s->boot_state == MXP_BOOT_RUNNING && runstate_is_running() ?
+               MXP_E_NONE : MXP_E_BAD_STATE;
     default:
-        return MXP_E_NONE;
+        /* RESET: states a reset may leave for prelaunch; not mid-dump. */
+        return mx_resettable() ? MXP_E_NONE : MXP_E_BAD_STATE;
     }
 }
 
@@ -117,33 +139,71 @@ static void mx_boot_apply(MemexposeState *s, const MxpMsg *req)
         }
         qemu_system_reset(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET);
         /* As the main loop does after a reset: a shut down VM may start. */
-        if (!runstate_check(RUN_STATE_INMIGRATE) &&
-            !runstate_check(RUN_STATE_FINISH_MIGRATE)) {
-            runstate_set(RUN_STATE_PRELAUNCH);
-        }
+        runstate_set(RUN_STATE_PRELAUNCH);
         break;
     }
 }
 
-/* Worker: a BOOT, RESET or HALT request from the peer. */
+/*
+ * Main loop: the queued BOOT, RESET and HALT requests.  Run states are
+ * the main loop's business: starting, stopping and resetting the VM
+ * anywhere else races with the monitor and with guest resets.
+ */
+static void mx_boot_bh(void *opaque)
+{
+    MemexposeState *s = opaque;
+    MemexposeBootRequest *r;
+
+    for (;;) {
+        MxpErr err;
+
+        qemu_mutex_lock(&s->lock);
+        r = QSIMPLEQ_FIRST(&s->boot_requests);
+        if (r) {
+            QSIMPLEQ_REMOVE_HEAD(&s->boot_requests, next);
+            s->nr_boot_requests--;
+        }
+        qemu_mutex_unlock(&s->lock);
+        if (!r) {
+            return;
+        }
+        /* Requests of a link that has gone since, or of a dying device. */
+        if (r->epoch != qatomic_read(&s->epoch) || s->stopping) {
+            g_free(r);
+            continue;
+        }
+        err = mx_boot_check(s, &r->msg);
+        if (err != MXP_E_NONE) {
+            memexpose_reply_error(s, &r->msg, err,
+                                  r->msg.hdr.type == MXP_BOOT ?
+                                  r->msg.u.boot.entry : 0);
+        } else {
+            mx_boot_apply(s, &r->msg);
+            memexpose_reply_ack(s, &r->msg);
+            memexpose_send_boot_state(s);
+        }
+        g_free(r);
+    }
+}
+
+/* Worker: a BOOT, RESET or HALT request from the peer, for the main loop. */
 void memexpose_serve_boot(MemexposeState *s, const MxpMsg *req)
 {
-    MxpErr err;
+    MemexposeBootRequest *r;
 
-    bql_lock();
-    err = mx_boot_check(s, req);
-    if (err == MXP_E_NONE) {
-        mx_boot_apply(s, req);
-    }
-    bql_unlock();
-
-    if (err != MXP_E_NONE) {
-        memexpose_reply_error(s, req, err, req->hdr.type == MXP_BOOT ?
-                                           req->u.boot.entry : 0);
+    qemu_mutex_lock(&s->lock);
+    if (s->nr_boot_requests >= MEMEXPOSE_MAX_BOOT_REQUESTS) {
+        qemu_mutex_unlock(&s->lock);
+        memexpose_reply_error(s, req, MXP_E_BUSY, 0);
         return;
     }
-    memexpose_reply_ack(s, req);
-    memexpose_send_boot_state(s);
+    r = g_new(MemexposeBootRequest, 1);
+    r->msg = *req;
+    r->epoch = s->epoch;
+    QSIMPLEQ_INSERT_TAIL(&s->boot_requests, r, next);
+    s->nr_boot_requests++;
+    qemu_mutex_unlock(&s->lock);
+    qemu_bh_schedule(s->boot_bh);
 }
 
 /* Stops and starts that were not ours: the monitor, the guest. */
@@ -166,31 +226,40 @@ static void mx_vm_state_change(void *opaque, bool running, RunState state)
 
 bool memexpose_boot_realize(MemexposeState *s, Error **errp)
 {
-    qemu_mutex_init(&s->boot_lock);
-    s->boot_status = MX_BOOT_OK;
-    if (!s->boot_target) {
-        s->boot_state = MXP_BOOT_NONE;
-        return true;
-    }
-    if (!memexpose_cpu_can_boot()) {
+    if (s->boot_target && !memexpose_cpu_can_boot()) {
         error_setg(errp, "memexpose: boot-target=on is supported only on"
                    " Arm machines");
         return false;
     }
-    if (phase_check(PHASE_MACHINE_READY)) {
+    if (s->boot_target && phase_check(PHASE_MACHINE_READY)) {
         error_setg(errp, "memexpose: a boot target cannot be hot-plugged:"
                    " its CPUs have already started");
         return false;
     }
-    /* Like -S: the CPUs wait until BOOT. */
-    autostart = 0;
-    s->boot_state = MXP_BOOT_WAITING;
-    s->vm_state = qemu_add_vm_change_state_handler(mx_vm_state_change, s);
+    qemu_mutex_init(&s->boot_lock);
+    QSIMPLEQ_INIT(&s->boot_requests);
+    s->boot_bh = qemu_bh_new(mx_boot_bh, s);
+    s->boot_status = MX_BOOT_OK;
+    s->boot_state = MXP_BOOT_NONE;
+    if (s->boot_target) {
+        /* Like -S: the CPUs wait until BOOT. */
+        autostart = 0;
+        s->boot_state = MXP_BOOT_WAITING;
+        s->vm_state = qemu_add_vm_change_state_handler(mx_vm_state_change,
+                                                       s);
+    }
     return true;
 }
 
 void memexpose_boot_unrealize(MemexposeState *s)
 {
+    MemexposeBootRequest *r;
+
+    g_clear_pointer(&s->boot_bh, qemu_bh_delete);
+    while ((r = QSIMPLEQ_FIRST(&s->boot_requests))) {
+        QSIMPLEQ_REMOVE_HEAD(&s->boot_requests, next);
+        g_free(r);
+    }
     if (s->vm_state) {
         qemu_del_vm_change_state_handler(s->vm_state);
         s->vm_state = NULL;

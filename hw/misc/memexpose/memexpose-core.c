@@ -208,12 +208,12 @@ static void mx_link_down(MemexposeState *s, const char *reason,
         call->err = -1;
     }
     qemu_cond_broadcast(&s->cond);
-    qemu_mutex_unlock(&s->lock);
-
-    if (disconnect && was_connected && s->iothread) {
+    /* Under @lock: a stopped I/O thread would leak the BH. */
+    if (disconnect && was_connected && s->iothread && !s->stopping) {
         aio_bh_schedule_oneshot(iothread_get_aio_context(s->iothread),
                                 mx_disconnect_bh, s);
     }
+    qemu_mutex_unlock(&s->lock);
 }
 
 void memexpose_link_down(MemexposeState *s, const char *reason)
@@ -587,7 +587,7 @@ static void *mx_worker(void *opaque)
         g_free(w);
 
         qemu_mutex_lock(&s->lock);
-        if (s->nr_work-- == MX_MAX_WORK) {
+        if (s->nr_work-- == MX_MAX_WORK && !s->stopping) {
             aio_bh_schedule_oneshot(iothread_get_aio_context(s->iothread),
                                     mx_accept_input_bh, s);
         }
@@ -1259,6 +1259,11 @@ static void mx_detach(MemexposeState *s, const char *reason)
     if (s->detached) {
         return;
     }
+    /* Nothing schedules work on the I/O thread from now on. */
+    qemu_mutex_lock(&s->lock);
+    s->stopping = true;
+    qemu_cond_broadcast(&s->work_cond);
+    qemu_mutex_unlock(&s->lock);
     /* No more receiving, heartbeats or chardev events. */
     iothread_stop(s->iothread);
     /* Wakes vCPUs waiting for replies; later accesses fail at once. */
@@ -1267,10 +1272,6 @@ static void mx_detach(MemexposeState *s, const char *reason)
     s->detached = true;
     qemu_mutex_unlock(&s->send_lock);
 
-    qemu_mutex_lock(&s->lock);
-    s->stopping = true;
-    qemu_cond_broadcast(&s->work_cond);
-    qemu_mutex_unlock(&s->lock);
     /* The worker may be waiting for the BQL to finish its last request. */
     bql_unlock();
     qemu_thread_join(&s->worker);
@@ -1429,6 +1430,10 @@ void memexpose_reset(MemexposeState *s)
     s->intr_status = 0;
     s->intr_mask = 0;
     s->tx_status = MX_TX_OK;
+    s->boot_entry = 0;
+    s->boot_nargs = 0;
+    memset(s->boot_args, 0, sizeof(s->boot_args));
+    s->boot_status = MX_BOOT_OK;
     mx_set_window_base(s, 0);
 }
 
@@ -1459,6 +1464,8 @@ static void mx_get_peer_name(Object *obj, Visitor *v, const char *name,
     }
     visit_type_str(v, name, &p, errp);
 }
+
+QEMU_BUILD_BUG_ON(MX_BOOT_MAX_ARGS != MXP_BOOT_ARGS);
 
 static const Property memexpose_properties[] = {
     DEFINE_PROP_CHR("chardev", MemexposeState, chr),

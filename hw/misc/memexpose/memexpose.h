@@ -91,6 +91,16 @@ typedef struct MemexposeWork {
     QSIMPLEQ_ENTRY(MemexposeWork) next;
 } MemexposeWork;
 
+/* A BOOT, RESET or HALT from the peer, waiting for the main loop. */
+typedef struct MemexposeBootRequest {
+    uint32_t epoch;             /* link the request arrived on */
+    MxpMsg msg;                 /* no payload beyond the struct */
+    QSIMPLEQ_ENTRY(MemexposeBootRequest) next;
+} MemexposeBootRequest;
+
+/* More pending boot requests than this are answered BUSY. */
+#define MEMEXPOSE_MAX_BOOT_REQUESTS 8
+
 typedef struct MemexposeCounters {
     uint64_t fwd_reads;         /* our window accesses sent as READ */
     uint64_t fwd_writes;        /* ... and as WRITE */
@@ -184,6 +194,9 @@ struct MemexposeState {
     QemuMutex boot_lock;
     uint32_t boot_state;
     VMChangeStateEntry *vm_state;
+    QEMUBH *boot_bh;
+    QSIMPLEQ_HEAD(, MemexposeBootRequest) boot_requests;    /* @lock */
+    unsigned nr_boot_requests;                              /* @lock */
 
     /* Boot master registers (BQL) */
     uint64_t boot_entry;
