@@ -44,6 +44,7 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(TOP, "tests", "guest"))
 import harness  # noqa: E402
 from harness import Guest  # noqa: E402
+from checks import file_crc  # noqa: E402
 
 RAM = "256M"
 APPEND = "memmap=96M$0x8000000"
@@ -123,16 +124,6 @@ def thread_switches(pid):
         out[name] = out.get(name, 0) + int(
             st.get("voluntary_ctxt_switches", "0"))
     return out
-
-
-def file_crc(path):
-    crc = 0
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                return crc & 0xffffffff
-            crc = zlib.crc32(chunk, crc)
 
 
 class Bench:

@@ -22,7 +22,6 @@ initramfs), MEMEXPOSE_BOOT_TIMEOUT (120 s).
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Guest, GuestError  # noqa: E402
+from checks import Failed  # noqa: E402
 
 TOP = harness.TOP
 QEMU_ARM = os.environ.get("MEMEXPOSE_QEMU_AARCH64",
@@ -43,10 +43,6 @@ FW_ENTRY = 0x40100000           # where the firmware is linked to run
 SLAVE_RAM = 0x40000000          # virt's RAM
 SLAVE_MX_REGS = 0x0c000000      # first device on virt's platform bus
 SLAVE_UART = 0x09000000         # virt's PL011
-
-
-class Failed(Exception):
-    pass
 
 
 class Slave:

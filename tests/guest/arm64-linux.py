@@ -43,11 +43,12 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Guest, GuestError  # noqa: E402
+from checks import (Failed, OOPS_RX, diag, expect,  # noqa: E402
+                    fill_pattern, parse_crc, parse_kv, pattern_word)
 
 BOOT_TIMEOUT = float(os.environ.get("MEMEXPOSE_BOOT_TIMEOUT", "180"))
 CTL = "memexpose-ctl"
 KO = "/memexpose.ko"
-OOPS_RX = r"oops|bug:|call trace|general protection|WARNING: CPU|kernel panic"
 
 A_RESERVED = 0x8000000          # memmap=96M$0x8000000 in A
 A_APPEND = "memmap=96M$0x8000000"
@@ -61,56 +62,6 @@ B_TO_A = 16 << 20
 A_VECTOR = 1                    # A -> B
 B_VECTOR = 2                    # B -> A
 N_DOORBELLS = 10
-
-M64 = (1 << 64) - 1
-
-
-class Failed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise Failed(msg)
-
-
-def diag(msg):
-    for line in str(msg).splitlines() or [""]:
-        print("# " + line, flush=True)
-
-
-def splitmix64(x):
-    x = (x + 0x9e3779b97f4a7c15) & M64
-    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
-    return x ^ (x >> 31)
-
-
-def pattern_word(seed, off):
-    """memexpose-ctl fill's 64-bit word at window offset off (8-aligned)."""
-    return splitmix64((seed + off // 8) & M64)
-
-
-def fill_pattern(seed, off, size):
-    return b"".join(pattern_word(seed, o).to_bytes(8, "little")
-                    for o in range(off, off + size, 8))
-
-
-def parse_kv(text):
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*([A-Za-z0-9_ -]+?)\s*:\s*(.*?)\s*$", line)
-        if m and m.group(1) not in out:
-            out[m.group(1)] = m.group(2)
-    return out
-
-
-def parse_crc(text):
-    m = re.search(r"crc32:\s*(0x[0-9a-fA-F]+)", text)
-    if not m:
-        raise Failed("no 'crc32: 0x...' in output:\n%s" % text)
-    return int(m.group(1), 16)
-
 
 class Test:
     def __init__(self, opts):

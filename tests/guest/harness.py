@@ -204,9 +204,9 @@ class Guest:
     # ---- process -------------------------------------------------------
 
     def command_line(self):
-        if self.arch == "aarch64":
-            return self._command_line_aarch64()
-        append = "console=ttyS0 quiet panic=-1 nokaslr mx.name=%s" % self.name
+        aarch64 = self.arch == "aarch64"
+        append = ("console=%s quiet panic=-1 nokaslr mx.name=%s"
+                  % ("ttyAMA0" if aarch64 else "ttyS0", self.name))
         if self.extra_append:
             append += " " + self.extra_append
         chardev = "socket,id=mxlink,path=%s" % self.link_sock
@@ -214,10 +214,24 @@ class Guest:
             chardev += ",server=on,wait=off"
         else:
             chardev += ",reconnect-ms=%d" % self.reconnect_ms
-        dev = ("memexpose-pci,id=mx,chardev=mxlink,name=%s,export=%s,"
-               "window-size=%s,trust-peer=%s"
-               % (self.name, self.export, self.window_size,
-                  "on" if self.trust_peer else "off"))
+        trust = "on" if self.trust_peer else "off"
+        if aarch64:
+            # virt: memexpose-sysbus, whose window has a default that fits.
+            dev = ("memexpose-sysbus,id=mx,chardev=mxlink,name=%s,export=%s,"
+                   "trust-peer=%s" % (self.name, self.export, trust))
+            if self.window_size:
+                dev += ",window-size=%s" % self.window_size
+            machine = ["-machine", "virt,memory-backend=ram",
+                       "-cpu", self.cpu]
+            smp = str(self.smp)
+            no_vga = []
+        else:
+            dev = ("memexpose-pci,id=mx,chardev=mxlink,name=%s,export=%s,"
+                   "window-size=%s,trust-peer=%s"
+                   % (self.name, self.export, self.window_size, trust))
+            machine = ["-machine", "pc,memory-backend=ram"]
+            smp = "1"
+            no_vga = ["-vga", "none"]
         if self.device_extra:
             dev += "," + self.device_extra
         wrapper = os.environ.get("MEMEXPOSE_QEMU_WRAPPER_" + self.name,
@@ -226,53 +240,12 @@ class Guest:
             self.qemu,
             "-name", "mx-guest-" + self.name,
             "-accel", self.accel,
-            "-machine", "pc,memory-backend=ram",
+        ] + machine + [
             "-m", self.mem,
             "-object", "memory-backend-memfd,id=ram,size=%s,share=on" % self.mem,
-            "-smp", "1",
-            "-nodefaults", "-display", "none", "-vga", "none",
-            "-chardev", "stdio,id=ser0,signal=off",
-            "-serial", "chardev:ser0",
-            "-monitor", "none",
-            "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path,
-            "-no-reboot",
-            "-msg", "timestamp=on",
-            "-kernel", self.kernel,
-            "-initrd", self.initrd,
-            "-append", append,
-            "-chardev", chardev,
-            "-device", dev,
-        ] + self.extra_args
-
-    def _command_line_aarch64(self):
-        append = ("console=ttyAMA0 quiet panic=-1 nokaslr mx.name=%s"
-                  % self.name)
-        if self.extra_append:
-            append += " " + self.extra_append
-        chardev = "socket,id=mxlink,path=%s" % self.link_sock
-        if self.role == "server":
-            chardev += ",server=on,wait=off"
-        else:
-            chardev += ",reconnect-ms=%d" % self.reconnect_ms
-        dev = ("memexpose-sysbus,id=mx,chardev=mxlink,name=%s,export=%s,"
-               "trust-peer=%s" % (self.name, self.export,
-                                  "on" if self.trust_peer else "off"))
-        if self.window_size:
-            dev += ",window-size=%s" % self.window_size
-        if self.device_extra:
-            dev += "," + self.device_extra
-        wrapper = os.environ.get("MEMEXPOSE_QEMU_WRAPPER_" + self.name,
-                                 os.environ.get("MEMEXPOSE_QEMU_WRAPPER", ""))
-        return wrapper.split() + [
-            self.qemu,
-            "-name", "mx-guest-" + self.name,
-            "-accel", self.accel,
-            "-machine", "virt,memory-backend=ram",
-            "-cpu", self.cpu,
-            "-m", self.mem,
-            "-object", "memory-backend-memfd,id=ram,size=%s,share=on" % self.mem,
-            "-smp", str(self.smp),
+            "-smp", smp,
             "-nodefaults", "-display", "none",
+        ] + no_vga + [
             "-chardev", "stdio,id=ser0,signal=off",
             "-serial", "chardev:ser0",
             "-monitor", "none",

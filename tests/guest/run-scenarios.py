@@ -28,6 +28,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Guest, GuestError  # noqa: E402
+from checks import (Failed, OOPS_RX, diag, expect, file_crc,  # noqa: E402
+                    fill_pattern, parse_crc, parse_kv)
 
 CTL = "memexpose-ctl"
 KO = "/memexpose.ko"
@@ -36,23 +38,8 @@ RESERVED_SIZE = 96 << 20
 BULK = 64 << 20
 RAM = "256M"
 APPEND = "memmap=96M$0x8000000"
-OOPS_RX = r"oops|bug:|call trace|general protection|WARNING: CPU|kernel panic"
 SCENARIO_TIMEOUT = float(os.environ.get("MEMEXPOSE_SCENARIO_TIMEOUT", "60"))
 BOOT_TIMEOUT = float(os.environ.get("MEMEXPOSE_BOOT_TIMEOUT", "180"))
-
-
-def diag(msg):
-    for line in str(msg).splitlines() or [""]:
-        print("# " + line, flush=True)
-
-
-class Failed(Exception):
-    pass
-
-
-def expect(cond, msg):
-    if not cond:
-        raise Failed(msg)
 
 
 class Deadline:
@@ -68,51 +55,6 @@ class Deadline:
         if left <= 0:
             raise Failed("scenario time limit (%ss) exceeded" % self.seconds)
         return left if want is None else min(left, want)
-
-
-def parse_kv(text):
-    """'key: value' lines -> dict (first occurrence wins)."""
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^\s*([A-Za-z0-9_ -]+?)\s*:\s*(.*?)\s*$", line)
-        if m and m.group(1) not in out:
-            out[m.group(1)] = m.group(2)
-    return out
-
-
-def parse_crc(text):
-    m = re.search(r"crc32:\s*(0x[0-9a-fA-F]+)", text)
-    if not m:
-        raise Failed("no 'crc32: 0x...' in output:\n%s" % text)
-    return int(m.group(1), 16)
-
-
-def file_crc(path):
-    crc = 0
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(1 << 20)
-            if not chunk:
-                return crc & 0xffffffff
-            crc = zlib.crc32(chunk, crc)
-
-
-M64 = (1 << 64) - 1
-
-
-def splitmix64(x):
-    x = (x + 0x9e3779b97f4a7c15) & M64
-    x = ((x ^ (x >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    x = ((x ^ (x >> 27)) * 0x94d049bb133111eb) & M64
-    return x ^ (x >> 31)
-
-
-def fill_pattern(seed, off, size):
-    """memexpose-ctl fill's pattern: the byte at window offset O is byte
-    O % 8 (little-endian) of splitmix64(SEED + O / 8).  off, size: 8-byte
-    aligned."""
-    return b"".join(splitmix64((seed + q) & M64).to_bytes(8, "little")
-                    for q in range(off // 8, (off + size) // 8))
 
 
 def zero_crc(size):
