@@ -2,10 +2,11 @@
 # strings the steps together.  Run as root on Debian: missing packages are
 # installed with apt.
 #
-#   make check     install deps, fetch QEMU 10.0.x, overlay, build QEMU
-#                  and the guest driver, run every test (two Linux guests
-#                  included)
-#   make patches   export the git format-patch series into build/patches
+#   make check     install deps, fetch QEMU 10.0.x and 10.2.x, overlay,
+#                  build both QEMUs and the guest driver, run every test
+#                  against each (two Linux guests included)
+#   make patches   export the git format-patch series, one per QEMU
+#                  release, into build/patches/SERIES
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
 #   make firmware  build the aarch64 test firmware into build/firmware
 #   make arm64-guest  Debian's arm64 kernel, headers and busybox unpacked
@@ -13,19 +14,37 @@
 #   make demo      two Linux guests share memory and ring doorbells
 #   make demo-amp  an x86_64 Linux master boots an aarch64 slave
 #   make bench     memexpose against ivshmem, side by side
+#
+# QEMU_VERSIONS=10.2 (or "10.0 10.2", the default) picks the QEMU release
+# series check, qemu and patches work on; QEMU_VERSION=10.2 the one demo
+# and bench run (default: the first of QEMU_VERSIONS).  QEMU_SRC=/path
+# builds the caller's own 10.0.x or 10.2.x tree instead of Debian's.
+# Series SERIES has its tree in build/qemu-src-SERIES and its build in
+# build/qemu-SERIES.
 
 BUILD      := build
-QEMU_TREE  := $(BUILD)/qemu-src
-QEMU_BUILD := $(BUILD)/qemu
 MX_BUILD   := $(BUILD)/mx
 FUZZ_TIME  ?= 60
+
+QEMU_SUPPORTED := $(shell sh scripts/qemu-version.sh --supported)
+ifneq ($(QEMU_SRC),)
+QEMU_VERSIONS := $(shell sh scripts/qemu-version.sh '$(QEMU_SRC)')
+ifeq ($(QEMU_VERSIONS),)
+$(error QEMU_SRC=$(QEMU_SRC) is not a supported QEMU tree)
+endif
+export QEMU_SRC
+endif
+QEMU_VERSIONS ?= $(QEMU_SUPPORTED)
+QEMU_VERSION  ?= $(firstword $(QEMU_VERSIONS))
+QEMU_BUILD    := $(BUILD)/qemu-$(QEMU_VERSION)
+export MEMEXPOSE_QEMU_BUILD := $(abspath $(QEMU_BUILD))
 
 QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
           tests/qtest/memexpose-boot-test \
           tests/qtest/device-introspect-test tests/qtest/qom-test
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
-.PHONY: all deps qemu-src overlay qemu mx driver check patches fuzz clean \
+.PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz clean \
         distclean demo demo-amp bench firmware arm64-guest
 
 all: qemu mx driver
@@ -34,13 +53,24 @@ deps:
 	@sh scripts/deps.sh
 
 qemu-src: deps
-	@sh scripts/qemu-src.sh $(QEMU_TREE)
+	@for v in $(QEMU_VERSIONS); do \
+	    sh scripts/qemu-src.sh $$v $(BUILD)/qemu-src-$$v || exit 1; \
+	done
 
 overlay: qemu-src
-	@sh scripts/overlay.sh $(QEMU_TREE)
+	@for v in $(QEMU_VERSIONS); do \
+	    sh scripts/overlay.sh $(BUILD)/qemu-src-$$v || exit 1; \
+	done
 
 qemu: overlay
-	@sh scripts/build-qemu.sh $(QEMU_TREE) $(QEMU_BUILD) $(QTESTS) $(QEMU_TOOLS)
+	@for v in $(QEMU_VERSIONS); do \
+	    sh scripts/build-qemu.sh $(BUILD)/qemu-src-$$v $(BUILD)/qemu-$$v \
+	        $(QTESTS) $(QEMU_TOOLS) || exit 1; \
+	done
+
+# Only the series demo and bench run.
+qemu-one:
+	@$(MAKE) -s qemu QEMU_VERSIONS=$(QEMU_VERSION)
 
 mx: deps
 	@[ -f $(MX_BUILD)/build.ninja ] || meson setup $(MX_BUILD) . >/dev/null
@@ -58,18 +88,18 @@ arm64-guest: deps
 	@$(MAKE) -s -C linux-driver arm64 >/dev/null
 
 check: qemu mx driver firmware arm64-guest
-	@sh scripts/run-tests.sh
+	@sh scripts/run-tests.sh $(QEMU_VERSIONS)
 
-demo: qemu driver
+demo: qemu-one driver
 	@python3 tests/guest/demo.py
 
 # An x86_64 Linux master boots an aarch64 slave through memexpose.
-demo-amp: qemu driver firmware
+demo-amp: qemu-one driver firmware
 	@sh tests/guest/run.sh --amp
 
 # Not part of check: two guests, memexpose against ivshmem, side by side;
 # writes build/bench/results.md (bench/run.sh).
-bench: qemu driver
+bench: qemu-one driver
 	@sh bench/run.sh
 
 # Bare-metal aarch64 slave for the boot tests: memexpose-fw-aarch64.{elf,bin}.
@@ -77,7 +107,10 @@ firmware: deps
 	@sh tests/firmware/aarch64/build.sh $(BUILD)/firmware
 
 patches: overlay
-	@sh scripts/export-patches.sh $(QEMU_TREE) $(BUILD)/patches
+	@for v in $(QEMU_VERSIONS); do \
+	    sh scripts/export-patches.sh $(BUILD)/qemu-src-$$v \
+	        $(BUILD)/patches/$$v || exit 1; \
+	done
 
 fuzz: deps
 	@mkdir -p $(BUILD)/fuzz/corpus
@@ -90,7 +123,8 @@ fuzz: deps
 	    $(BUILD)/fuzz/corpus
 
 clean:
-	rm -rf $(QEMU_BUILD) $(MX_BUILD) $(BUILD)/patches $(BUILD)/fuzz \
+	rm -rf $(foreach v,$(QEMU_VERSIONS),$(BUILD)/qemu-$(v)) $(MX_BUILD) \
+	    $(BUILD)/patches $(BUILD)/fuzz \
 	    $(BUILD)/guest $(BUILD)/arm64/driver
 	$(MAKE) -C linux-driver clean
 

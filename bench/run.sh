@@ -11,15 +11,17 @@
 # build/bench/results.md (+ results.json, results.png); logs, serial
 # consoles and sockets in build/bench/work/.
 #
-# Environment: MEMEXPOSE_QEMU, MEMEXPOSE_KO, MEMEXPOSE_CTL as for the guest
-# tests; MXBENCH_COPY_MIB (32), MXBENCH_COPY_REPS (21),
+# Environment: MEMEXPOSE_QEMU_BUILD (the QEMU build, default
+# build/qemu-10.0; make bench QEMU_VERSION=10.2 sets it), MEMEXPOSE_QEMU,
+# MEMEXPOSE_KO, MEMEXPOSE_CTL as for the guest tests; MXBENCH_COPY_MIB (32), MXBENCH_COPY_REPS (21),
 # MXBENCH_LOAD_COUNT (2000), MXBENCH_DB_COUNT (1000), MXBENCH_DB_ROUNDS (6).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=$top/build/bench
-qemu=${MEMEXPOSE_QEMU:-$top/build/qemu/qemu-system-x86_64}
-server=$top/build/qemu/contrib/ivshmem-server/ivshmem-server
+qemu_build=${MEMEXPOSE_QEMU_BUILD:-$top/build/qemu-10.0}
+qemu=${MEMEXPOSE_QEMU:-$qemu_build/qemu-system-x86_64}
+server=$qemu_build/contrib/ivshmem-server/ivshmem-server
 ko=${MEMEXPOSE_KO:-$top/linux-driver/memexpose.ko}
 ctl=${MEMEXPOSE_CTL:-$top/linux-driver/tools/memexpose-ctl}
 

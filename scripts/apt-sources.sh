@@ -1,9 +1,11 @@
 #!/bin/sh
 # Add the apt entries memexpose needs, for the Debian archive this machine
-# already uses: <release>-backports (meson >= 1.5, pycotap for QEMU 10.0) and
-# deb-src for this release and for trixie, the release that ships QEMU 10.0.x
-# as a source package with Debian's patches.  deb-src entries never change
-# which binary packages get installed.  The archive URI is read from the machine's own apt
+# already uses: <release>-backports (meson >= 1.5, pycotap for QEMU 10.x),
+# and deb-src for this release, for trixie (QEMU 10.0.x) and for sid
+# (QEMU 10.2.x), the source packages with Debian's patches that memexpose
+# is tested on.  The newer suites are deb-src only, so they never change
+# which binary packages get installed; backports is NotAutomatic and only
+# used with -t.  The archive URI is read from the machine's own apt
 # configuration so that no mirror is ever named in the repository.
 set -eu
 
@@ -44,8 +46,9 @@ fi
 
 src_suites="$codename $codename-updates"
 case "$codename" in
-trixie) ;;
-*) src_suites="$src_suites trixie trixie-updates" ;;
+sid) ;;
+trixie) src_suites="$src_suites sid" ;;
+*) src_suites="$src_suites trixie trixie-updates sid" ;;
 esac
 
 new=$(cat <<EOT

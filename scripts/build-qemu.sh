@@ -3,7 +3,8 @@
 # Extra ninja targets (qtest binaries) may follow.
 set -eu
 
-src=$(cd "$1" && pwd)
+# The physical path: build/qemu-src-SERIES may be a link to a user's tree.
+src=$(cd "$1" && pwd -P)
 bld=$2
 shift 2
 
@@ -17,8 +18,13 @@ opts="--target-list=$targets --disable-docs --disable-download
       --disable-gtk --disable-sdl --disable-opengl --disable-spice
       --disable-xen --disable-vnc-sasl --enable-tools --disable-install-blobs"
 
-mkdir -p "$bld"
 stamp=$bld/.memexpose-configure
+if [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" != "$src" ]; then
+    # Built from another tree before: its objects must not mix with ours.
+    echo "build-qemu: $bld was built from $(cut -d' ' -f1 "$stamp"); starting afresh"
+    rm -rf "$bld"
+fi
+mkdir -p "$bld"
 if [ ! -f "$bld/build.ninja" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$src $opts" ]; then
     echo "build-qemu: configuring $src in $bld"
     (cd "$bld" && "$src/configure" $opts) > "$bld/configure.log" 2>&1 || {
@@ -42,12 +48,35 @@ for dir in $firmware; do
 done
 IFS=$old_ifs
 
-# Blobs Debian's packages lack but its source keeps (npcm*_bootrom.bin, dtbs
-# built elsewhere): link them into the bundle's data directory, searched
-# last.
+# Boot ROMs of the BMC boards that Debian's packages for bookworm lack.
+# 10.0's source keeps npcm*_bootrom.bin prebuilt in pc-bios/; 10.2's
+# drops them and also needs ast27x0_bootrom.bin, so they are built from
+# the tree's own roms/vbootrom, as Debian's packaging does.
+vbootrom=$(cd "$bld" && pwd)/vbootrom
+for rom in npcm7xx:arm-linux-gnueabi- npcm8xx:aarch64-linux-gnu- \
+           ast27x0:aarch64-linux-gnu-; do
+    board=${rom%%:*}
+    bin=${board}_bootrom.bin
+    [ -d "$src/roms/vbootrom/$board" ] && [ ! -f "$src/pc-bios/$bin" ] ||
+        continue
+    if [ ! -f "$vbootrom/$board/$bin" ]; then
+        echo "build-qemu: building $bin from roms/vbootrom"
+        [ -d "$vbootrom" ] || cp -a "$src/roms/vbootrom" "$vbootrom"
+        make -s -C "$vbootrom/$board" CROSS_COMPILE="${rom#*:}" "$bin" \
+            > "$bld/vbootrom-$board.log" 2>&1 || {
+            tail -n 20 "$bld/vbootrom-$board.log" >&2
+            echo "build-qemu: building $bin failed" >&2
+            exit 1
+        }
+    fi
+done
+
+# Blobs Debian's packages lack but its source keeps or we built (the
+# boot ROMs above, dtbs built elsewhere): link them into the bundle's data
+# directory, searched last.
 datadir=$(sed -n 's/^#define CONFIG_QEMU_DATADIR "\(.*\)"$/\1/p' "$bld/config-host.h")
 mkdir -p "$bld/qemu-bundle$datadir"
-for blob in "$src"/pc-bios/*; do
+for blob in "$src"/pc-bios/* "$vbootrom"/*/*_bootrom.bin; do
     [ -f "$blob" ] || continue
     [ -e "$bld/qemu-bundle$datadir/${blob##*/}" ] ||
         ln -s "$blob" "$bld/qemu-bundle$datadir/${blob##*/}"

@@ -11,14 +11,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 # test firmware (tests/firmware/aarch64) is built with the cross compiler;
 # dtc checks the device tree node of memexpose-sysbus.  The aarch64 Linux
 # guest's memexpose-ctl is linked statically against libc6-dev-arm64-cross;
-# its kernel, headers and busybox come from scripts/arm64-guest.sh.
+# its kernel, headers and busybox come from scripts/arm64-guest.sh.  The
+# BMC boards' boot ROMs that QEMU 10.2's source leaves out are built from
+# its roms/vbootrom with the arm and aarch64 cross compilers
+# (scripts/build-qemu.sh).
 base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev dpkg-dev xz-utils
     seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git
     linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse
     gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler
-    libc6-dev-arm64-cross"
-# QEMU 10.0 needs a newer meson and pycotap than bookworm itself has.
+    libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross"
+# QEMU 10.x needs a newer meson and pycotap than bookworm itself has.
 backports_pkgs="meson python3-pycotap"
 
 missing() {

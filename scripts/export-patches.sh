@@ -1,7 +1,7 @@
 #!/bin/sh
 # Export memexpose as a git format-patch series against the pristine QEMU
 # tree $1 (tag memexpose-base) into directory $2, one patch per stanza of
-# patches/series.
+# patches/series, with the hook diffs of that tree's QEMU release series.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,11 +35,11 @@ on_patch() {
 }
 on_body() { printf '%s\n' "$1" >> "$msgfile"; }
 on_file() {
-    mkdir -p "$(dirname "$wt/$1")"
-    cp "$top/$1" "$wt/$1"
-    git -C "$wt" add "$1"
+    mkdir -p "$(dirname "$wt/$2")"
+    cp "$top/$1" "$wt/$2"
+    git -C "$wt" add "$2"
 }
-on_hook() { git -C "$wt" apply --index "$top/patches/$1"; }
+on_hook() { git -C "$wt" apply --index "$1"; }
 on_end() { commit_open_patch; }
 
 series_walk
@@ -56,6 +56,7 @@ if [ -n "$cover" ]; then
     letter=$out/0000-cover-letter.patch
     subject=$(head -n 1 "$top/patches/cover-letter")
     tail -n +2 "$top/patches/cover-letter" > "$wt/.blurb"
+    printf '\nBased on QEMU %s.\n' "$(cat "$tree/VERSION")" >> "$wt/.blurb"
     sed -i -e "s|\*\*\* SUBJECT HERE \*\*\*|$subject|" \
         -e "/\*\*\* BLURB HERE \*\*\*/{
 r $wt/.blurb

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Overlay memexpose onto the QEMU tree $1: symlink our files to their QEMU
-# paths and apply the hook patches to existing QEMU files.  Idempotent:
-# running it again changes nothing.
+# paths (patches/series says which goes where) and apply the hook patches
+# to existing QEMU files.  Idempotent: running it again changes nothing.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,26 +20,34 @@ on_file() {
         echo "overlay: $1 is listed in patches/series but missing" >&2
         exit 1
     fi
-    mkdir -p "$(dirname "$tree/$1")"
-    if [ "$(readlink "$tree/$1" 2>/dev/null)" != "$top/$1" ]; then
-        if [ -e "$tree/$1" ] && [ ! -L "$tree/$1" ]; then
-            echo "overlay: $tree/$1 exists in QEMU and is not ours" >&2
+    mkdir -p "$(dirname "$tree/$2")"
+    if [ "$(readlink "$tree/$2" 2>/dev/null)" != "$top/$1" ]; then
+        if [ -e "$tree/$2" ] && [ ! -L "$tree/$2" ]; then
+            echo "overlay: $tree/$2 exists in QEMU and is not ours" >&2
             exit 1
         fi
-        ln -sfn "$top/$1" "$tree/$1"
+        ln -sfn "$top/$1" "$tree/$2"
     fi
 }
 
 on_hook() {
-    diff=$top/patches/$1
-    if git -C "$tree" apply --check -R "$diff" 2>/dev/null; then
+    name=${1#$top/}
+    if git -C "$tree" apply --check -R "$1" 2>/dev/null; then
         return      # already applied
     fi
-    if ! git -C "$tree" apply "$diff"; then
-        echo "overlay: patches/$1 does not apply to $tree" >&2
+    if ! git -C "$tree" apply "$1"; then
+        echo "overlay: $name does not apply to QEMU $qemu_series at $tree" >&2
         exit 1
     fi
-    echo "overlay: applied $1"
+    echo "overlay: applied $name"
 }
 
 series_walk
+
+# Links to files of ours that have since moved or gone.
+find "$tree/hw" "$tree/include" "$tree/docs" "$tree/tests" -xtype l 2>/dev/null |
+while IFS= read -r link; do
+    case "$(readlink "$link")" in
+    "$top"/*) rm -f "$link"; echo "overlay: removed stale ${link#$tree/}" ;;
+    esac
+done

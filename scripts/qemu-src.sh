@@ -1,25 +1,29 @@
 #!/bin/sh
-# Provide a QEMU 10.0.x source tree at $1 (a path under build/) and print
-# its version.  Default: Debian's qemu source package with Debian's patches
-# applied by dpkg-source.  QEMU_SRC=/path uses the caller's own tree.
+# Provide a QEMU source tree of release series $1 (10.0, 10.2) at $2 (a
+# path under build/) and print its version.  Default: Debian's qemu
+# source package of that series with Debian's patches applied by
+# dpkg-source.  QEMU_SRC=/path uses the caller's own tree instead, which
+# must be of series $1 (the Makefile derives $1 from it).
 #
 # The tree is turned into a git repository whose first commit is the
 # pristine source (tag memexpose-base) so that the overlay can be exported
 # as a patch series against it.
 set -eu
 
-dest=$1
+here=$(cd "$(dirname "$0")" && pwd)
+series=$1
+dest=$2
 cache=${MEMEXPOSE_CACHE:-$(dirname "$dest")/cache}
 
+sh "$here/qemu-version.sh" --check "$series"
+
 check_version() {
-    v=$(cat "$1/VERSION" 2>/dev/null || true)
-    case "$v" in
-    10.0.*) echo "qemu-src: QEMU $v from $1" >&2 ;;
-    "") echo "qemu-src: $1 is not a QEMU source tree (no VERSION file)" >&2
-        exit 1 ;;
-    *)  echo "qemu-src: $1 is QEMU $v; memexpose needs QEMU 10.0.x" >&2
-        exit 1 ;;
-    esac
+    got=$(sh "$here/qemu-version.sh" "$1") || exit 1
+    if [ "$got" != "$series" ]; then
+        echo "qemu-src: $1 is QEMU $(cat "$1/VERSION"), expected $series.x" >&2
+        exit 1
+    fi
+    echo "qemu-src: QEMU $(cat "$1/VERSION") from $1" >&2
 }
 
 make_base() {
@@ -36,17 +40,27 @@ make_base() {
     fi
 }
 
+# Debian's tree steps aside (to $dest.debian) while a user tree is linked
+# in its place, and comes back afterwards.
 if [ -n "${QEMU_SRC:-}" ]; then
     check_version "$QEMU_SRC"
     make_base "$QEMU_SRC"
+    if [ -e "$dest" ] &&
+       [ "$(cd "$QEMU_SRC" && pwd -P)" = "$(cd "$dest" && pwd -P)" ]; then
+        exit 0      # QEMU_SRC is this very tree
+    fi
+    if [ -d "$dest" ] && [ ! -L "$dest" ]; then
+        rm -rf "$dest.debian"
+        mv "$dest" "$dest.debian"
+    fi
     rm -f "$dest"
-    ln -s "$(cd "$QEMU_SRC" && pwd)" "$dest"
+    ln -s "$(cd "$QEMU_SRC" && pwd -P)" "$dest"
     exit 0
 fi
 
 if [ -L "$dest" ]; then
-    # Previously pointed at a user tree; go back to Debian's source.
     rm -f "$dest"
+    [ -d "$dest.debian" ] && mv "$dest.debian" "$dest"
 fi
 
 if [ -f "$dest/VERSION" ] && [ -d "$dest/.git" ]; then
@@ -54,12 +68,14 @@ if [ -f "$dest/VERSION" ] && [ -d "$dest/.git" ]; then
     exit 0
 fi
 
-# QEMU 10.0.x source packages apt knows about, newest first.  An archive may
-# list a version whose files it no longer carries, so try each in turn.
+# Source packages of this series apt knows about, newest first.  An
+# archive may list a version whose files it no longer carries, so try
+# each in turn.
+pattern="^(1:)?$(echo "$series" | sed 's/\./\\./g')\\."
 versions=$(apt-cache showsrc qemu 2>/dev/null | awk '/^Version:/ { print $2 }' |
-           grep -E '^(1:)?10\.0\.' | sort -u -r -V)
+           grep -E "$pattern" | sort -u -r -V || true)
 if [ -z "$versions" ]; then
-    echo "qemu-src: apt knows no qemu 10.0.x source package;" \
+    echo "qemu-src: apt knows no qemu $series.x source package;" \
          "run scripts/deps.sh as root first (it adds the deb-src entries)" >&2
     exit 1
 fi
@@ -80,7 +96,7 @@ for version in $versions; do
     echo "qemu-src: qemu $version could not be fetched, trying an older one" >&2
 done
 if [ -z "$dsc" ]; then
-    echo "qemu-src: no qemu 10.0.x source package could be fetched" >&2
+    echo "qemu-src: no qemu $series.x source package could be fetched" >&2
     exit 1
 fi
 

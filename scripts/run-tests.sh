@@ -1,18 +1,25 @@
 #!/bin/sh
-# Run every memexpose test suite against the built QEMU and print one
-# closing line "N passed, M failed".  Individual GTest cases are counted
-# from their TAP output; other checks count as one test each.
+# Run every memexpose test suite and print one closing line
+# "check: N passed, M failed".  The codec's own tests run once; every
+# QEMU-side suite (built binaries, patch series, command line, qtest,
+# driver, guests) runs against each QEMU release series given as
+# arguments (default: all supported ones), built in build/qemu-SERIES
+# from build/qemu-src-SERIES.  Individual GTest cases are counted from
+# their TAP output; other checks count as one test each.
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-qemu_build=$top/build/qemu
 mx_build=$top/build/mx
-logdir=$top/build/test-logs
+logroot=$top/build/test-logs
+logdir=$logroot
+versions=${*:-$(sh "$top/scripts/qemu-version.sh" --supported)}
+rm -rf "$logroot"
 mkdir -p "$logdir"
 
 passed=0
 failed=0
 failures=
+tally=
 
 record() { # name status
     if [ "$2" -eq 0 ]; then
@@ -64,57 +71,84 @@ run_one() {
     fi
 }
 
-echo "== unit: wire codec"
+echo "== unit: wire codec (plain C, the same for every QEMU)"
 run_tap wire-unit "$mx_build/tests/unit/test-wire" --tap
 run_one fuzz-corpus-replay "$mx_build/tests/fuzz/fuzz-wire-replay" "$top/tests/fuzz/corpus/wire"
 
-echo "== qemu: built binaries"
-for t in x86_64 aarch64; do
-    # Runs, and has the memexpose codec linked in.
-    run_one "qemu-$t-has-memexpose" sh -c \
-        '"$1" -version && nm "$1" | grep -q " T mxp_decode$"' \
-        _ "$qemu_build/qemu-system-$t"
-done
-
-echo "== qemu: patch series"
-run_one patch-series sh -c "sh '$top/scripts/export-patches.sh' '$top/build/qemu-src' '$top/build/patches' &&
-    sh '$top/scripts/check-patches.sh' '$top/build/qemu-src' '$top/build/patches'"
-
-echo "== memexpose-pci and memexpose-sysbus from the command line"
-run_tap cli-props sh "$top/tests/cli/memexpose-props.sh" \
-    "$qemu_build/qemu-system-x86_64" "$qemu_build/qemu-system-aarch64"
-
-echo "== qtest"
-export QTEST_QEMU_IMG="$qemu_build/qemu-img"
-export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
-run_tap qtest-memexpose "$qemu_build/tests/qtest/memexpose-test" --tap
-run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
-# The boot cases skip without firmware; here a skip is a failure.
-QTEST_QEMU_BINARY="$qemu_build/qemu-system-aarch64" \
-MEMEXPOSE_FW="$top/build/firmware/memexpose-fw-aarch64.bin" \
-    run_tap qtest-memexpose-boot bash -c 'set -o pipefail; "$@" | sed "s/^ok \(.*# SKIP\)/not ok \1/"' \
-    _ "$qemu_build/tests/qtest/memexpose-boot-test" --tap
-for t in x86_64 aarch64; do
-    export QTEST_QEMU_BINARY="$qemu_build/qemu-system-$t"
-    run_tap "qtest-$t-device-introspect" \
-        "$qemu_build/tests/qtest/device-introspect-test" --tap
-    run_tap "qtest-$t-qom" "$qemu_build/tests/qtest/qom-test" --tap
-done
-
-echo "== linux driver"
+echo "== linux driver (built against the guest kernel, not QEMU)"
 # Warnings are failures: W=1 and sparse must stay quiet.
 run_one driver-w1-clean sh -c "make -s -C '$top/linux-driver' w1 2>&1 |
     tee /dev/stderr | grep -q 'warning:' && exit 1; make -s -C '$top/linux-driver' tools"
 run_one driver-sparse-clean sh -c "make -s -C '$top/linux-driver' sparse 2>&1 |
     tee /dev/stderr | grep -q -E 'warning:|error:' && exit 1; exit 0"
 
-echo "== guests: two Linux VMs linked by memexpose-pci"
-run_tap guest-scenarios sh "$top/tests/guest/run.sh"
-echo "== guests: an x86_64 Linux master boots an aarch64 slave"
-run_tap guest-amp sh "$top/tests/guest/run.sh" --amp --tap
-echo "== guests: x86_64 Linux (memexpose-pci) and aarch64 Linux (memexpose-sysbus)"
-run_tap guest-arm64 sh "$top/tests/guest/run.sh" --arm64
+for v in $versions; do
+    qemu_tree=$top/build/qemu-src-$v
+    qemu_build=$top/build/qemu-$v
+    guest_work=$top/build/guest/work-$v
+    logdir=$logroot/$v
+    mkdir -p "$logdir"
+    before_passed=$passed
+    before_failed=$failed
+    failures_before=$failures
+    # The guest tests take their QEMU from the environment.
+    export MEMEXPOSE_QEMU_BUILD="$qemu_build"
+    export MEMEXPOSE_QEMU="$qemu_build/qemu-system-x86_64"
+    export MEMEXPOSE_QEMU_AARCH64="$qemu_build/qemu-system-aarch64"
 
+    echo "== QEMU $v: built binaries"
+    for t in x86_64 aarch64; do
+        # Runs, and has the memexpose codec linked in.
+        run_one "qemu-$t-has-memexpose" sh -c \
+            '"$1" -version && nm "$1" | grep -q " T mxp_decode$"' \
+            _ "$qemu_build/qemu-system-$t"
+    done
+
+    echo "== QEMU $v: patch series"
+    run_one patch-series sh -c "sh '$top/scripts/export-patches.sh' '$qemu_tree' '$top/build/patches/$v' &&
+        sh '$top/scripts/check-patches.sh' '$qemu_tree' '$top/build/patches/$v'"
+
+    echo "== QEMU $v: memexpose-pci and memexpose-sysbus on the command line"
+    run_tap cli-props sh "$top/tests/cli/memexpose-props.sh" \
+        "$qemu_build/qemu-system-x86_64" "$qemu_build/qemu-system-aarch64"
+
+    echo "== QEMU $v: qtest"
+    export QTEST_QEMU_IMG="$qemu_build/qemu-img"
+    export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
+    run_tap qtest-memexpose "$qemu_build/tests/qtest/memexpose-test" --tap
+    run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
+    # The boot cases skip without firmware; here a skip is a failure.
+    QTEST_QEMU_BINARY="$qemu_build/qemu-system-aarch64" \
+    MEMEXPOSE_FW="$top/build/firmware/memexpose-fw-aarch64.bin" \
+        run_tap qtest-memexpose-boot bash -c 'set -o pipefail; "$@" | sed "s/^ok \(.*# SKIP\)/not ok \1/"' \
+        _ "$qemu_build/tests/qtest/memexpose-boot-test" --tap
+    for t in x86_64 aarch64; do
+        export QTEST_QEMU_BINARY="$qemu_build/qemu-system-$t"
+        run_tap "qtest-$t-device-introspect" \
+            "$qemu_build/tests/qtest/device-introspect-test" --tap
+        run_tap "qtest-$t-qom" "$qemu_build/tests/qtest/qom-test" --tap
+    done
+
+    echo "== QEMU $v: guests: two Linux VMs linked by memexpose-pci"
+    run_tap guest-scenarios sh "$top/tests/guest/run.sh" \
+        --workdir "$guest_work/scenarios"
+    echo "== QEMU $v: guests: an x86_64 Linux master boots an aarch64 slave"
+    run_tap guest-amp sh "$top/tests/guest/run.sh" --amp --tap \
+        --workdir "$guest_work/amp"
+    echo "== QEMU $v: guests: x86_64 Linux (memexpose-pci) and aarch64 Linux (memexpose-sysbus)"
+    run_tap guest-arm64 sh "$top/tests/guest/run.sh" --arm64 \
+        --workdir "$guest_work/arm64"
+
+    tally="$tally QEMU $v: $((passed - before_passed)) passed, $((failed - before_failed)) failed;"
+    # Name the failures by series.
+    new=${failures#"$failures_before"}
+    failures=$failures_before
+    for f in $new; do
+        failures="$failures $v/$f"
+    done
+done
+
+echo "check:$tally"
 echo "check: $passed passed, $failed failed"
 [ -z "$failures" ] || echo "failed:$failures"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -36,7 +36,7 @@ from checks import Failed  # noqa: E402
 
 TOP = harness.TOP
 QEMU_ARM = os.environ.get("MEMEXPOSE_QEMU_AARCH64",
-                          os.path.join(TOP, "build/qemu/qemu-system-aarch64"))
+                          harness.DEFAULT_QEMU_AARCH64)
 BOOT_TIMEOUT = float(os.environ.get("MEMEXPOSE_BOOT_TIMEOUT", "120"))
 FW_IN_GUEST = "/memexpose-fw-aarch64.bin"
 FW_ENTRY = 0x40100000           # where the firmware is linked to run

@@ -30,9 +30,11 @@ import threading
 import time
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-DEFAULT_QEMU = os.path.join(TOP, "build", "qemu", "qemu-system-x86_64")
-DEFAULT_QEMU_AARCH64 = os.path.join(TOP, "build", "qemu",
-                                    "qemu-system-aarch64")
+# The QEMU build to use: MEMEXPOSE_QEMU_BUILD, else the default series'.
+QEMU_BUILD = os.environ.get("MEMEXPOSE_QEMU_BUILD",
+                            os.path.join(TOP, "build", "qemu-10.0"))
+DEFAULT_QEMU = os.path.join(QEMU_BUILD, "qemu-system-x86_64")
+DEFAULT_QEMU_AARCH64 = os.path.join(QEMU_BUILD, "qemu-system-aarch64")
 # Debian's arm64 kernel as scripts/arm64-guest.sh unpacks it.
 ARM64_ROOT = os.path.join(TOP, "build", "arm64", "root")
 

@@ -10,7 +10,8 @@
 #                                memexpose-sysbus (Debian's arm64 kernel
 #                                from scripts/arm64-guest.sh, make arm64-guest)
 #
-# Environment: MEMEXPOSE_QEMU (default build/qemu/qemu-system-x86_64),
+# Environment: MEMEXPOSE_QEMU_BUILD (the QEMU build directory, default
+# build/qemu-10.0), MEMEXPOSE_QEMU (default its qemu-system-x86_64),
 # MEMEXPOSE_KO, MEMEXPOSE_CTL (default linux-driver/...; when not given,
 # linux-driver is built first if the module or the tool is missing or
 # older than its sources, unless MEMEXPOSE_NO_DRIVER_BUILD=1),
@@ -62,7 +63,8 @@ if [ -z "${MEMEXPOSE_KO:-}${MEMEXPOSE_CTL:-}" ] &&
     fi
 fi
 export MEMEXPOSE_KO="$ko" MEMEXPOSE_CTL="$ctl"
-export MEMEXPOSE_QEMU="${MEMEXPOSE_QEMU:-$top/build/qemu/qemu-system-x86_64}"
+qemu_build=${MEMEXPOSE_QEMU_BUILD:-$top/build/qemu-10.0}
+export MEMEXPOSE_QEMU="${MEMEXPOSE_QEMU:-$qemu_build/qemu-system-x86_64}"
 fw=${MEMEXPOSE_FW:-$top/build/firmware/memexpose-fw-aarch64.bin}
 export MEMEXPOSE_FW="$fw"
 
@@ -100,7 +102,7 @@ if [ "${1:-}" = --arm64 ]; then
     shift
     arm64_root=${MEMEXPOSE_ARM64_ROOT:-$top/build/arm64/root}
     export MEMEXPOSE_ARM64_ROOT="$arm64_root"
-    export MEMEXPOSE_QEMU_AARCH64="${MEMEXPOSE_QEMU_AARCH64:-$top/build/qemu/qemu-system-aarch64}"
+    export MEMEXPOSE_QEMU_AARCH64="${MEMEXPOSE_QEMU_AARCH64:-$qemu_build/qemu-system-aarch64}"
     [ -x "$MEMEXPOSE_QEMU_AARCH64" ] ||
         bail "no QEMU at $MEMEXPOSE_QEMU_AARCH64 (make qemu)"
     akimg=$(ls "$arm64_root"/boot/vmlinuz-*-arm64 2>/dev/null | sort -V | tail -n 1)

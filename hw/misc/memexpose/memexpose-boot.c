@@ -10,7 +10,6 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
-#include "exec/address-spaces.h"
 #include "hw/core/cpu.h"
 #include "hw/qdev-core.h"
 #include "qemu/main-loop.h"

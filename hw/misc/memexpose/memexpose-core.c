@@ -28,7 +28,6 @@
 #include "migration/blocker.h"
 #include "block/aio.h"
 #include "block/aio-wait.h"
-#include "exec/address-spaces.h"
 #include "system/runstate.h"
 #include "system/runstate-action.h"
 #include "hw/qdev-properties.h"

@@ -116,7 +116,8 @@ static void memexpose_pci_instance_init(Object *obj)
     memexpose_add_properties(obj, &d->core);
 }
 
-static void memexpose_pci_class_init(ObjectClass *klass, void *data)
+static void memexpose_pci_class_init(ObjectClass *klass,
+                                     MemexposeClassData *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     PCIDeviceClass *k = PCI_DEVICE_CLASS(klass);

@@ -77,7 +77,8 @@ static void memexpose_sysbus_instance_init(Object *obj)
     memexpose_add_properties(obj, &MEMEXPOSE_SYSBUS(obj)->core);
 }
 
-static void memexpose_sysbus_class_init(ObjectClass *klass, void *data)
+static void memexpose_sysbus_class_init(ObjectClass *klass,
+                                        MemexposeClassData *data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
 

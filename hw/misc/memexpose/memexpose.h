@@ -13,13 +13,14 @@
 #define HW_MISC_MEMEXPOSE_H
 
 #include "chardev/char-fe.h"
-#include "exec/memory.h"
 #include "qemu/queue.h"
 #include "qemu/units.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "system/iothread.h"
 #include "system/runstate.h"
+#include "memexpose-compat.h"
+#include "memexpose-memory.h"
 #include "memexpose-regs.h"
 #include "memexpose-wire.h"
 
@@ -37,31 +38,6 @@
 /* memexpose_call() results besides 0 and the peer's MxpErr */
 #define MX_CALL_LINK_DOWN           (-1)
 #define MX_CALL_TIMEOUT             (-2)
-
-typedef struct MemexposeState MemexposeState;
-
-typedef struct MemexposeExport {
-    uint64_t addr;
-    uint64_t size;
-    bool writable;
-} MemexposeExport;
-
-/*
- * A zero-copy mapping of peer RAM inside the window.  It is an object of
- * its own and owns its MemoryRegion, so flat views that still refer to
- * the region after it is unmapped keep it alive until RCU lets go.
- */
-#define TYPE_MEMEXPOSE_MAPPING "memexpose-mapping"
-OBJECT_DECLARE_SIMPLE_TYPE(MemexposeMapping, MEMEXPOSE_MAPPING)
-
-struct MemexposeMapping {
-    Object parent_obj;
-
-    MemoryRegion mr;
-    uint64_t peer_addr;
-    uint64_t size;
-    QLIST_ENTRY(MemexposeMapping) next;
-};
 
 typedef struct MemexposeDoorbell {
     uint16_t vector;
@@ -123,7 +99,7 @@ struct MemexposeState {
     void (*irq_notify)(MemexposeState *s, unsigned irq);
 
     /* Properties */
-    CharBackend chr;
+    CharFrontend chr;
     char *export_spec;
     char *name;
     uint64_t window_size;
@@ -238,17 +214,6 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size);
 void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
                          unsigned size);
 bool memexpose_intx_level(MemexposeState *s);
-
-/* Exporter and importer memory layer (memexpose-memory.c) */
-bool memexpose_parse_exports(MemexposeState *s, Error **errp);
-const MemexposeExport *memexpose_find_export(MemexposeState *s,
-                                             uint64_t addr, uint64_t size);
-void memexpose_serve_map(MemexposeState *s, const MxpMsg *req);
-void memexpose_window_init(MemexposeState *s);
-void memexpose_unmap_all(MemexposeState *s);
-void memexpose_remap(MemexposeState *s);
-void memexpose_remap_now(MemexposeState *s);
-void memexpose_listener_init(MemexposeState *s);
 
 /* Link layer used by the memory layer */
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call);
