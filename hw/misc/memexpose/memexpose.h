@@ -1,8 +1,10 @@
 /*
  * memexpose: the bus-independent core shared by the PCI and platform
- * front ends.  The core owns the link (chardev, handshake, requests),
- * the export policy, the window and the doorbell queues; a front end maps
- * the register block and the window and delivers interrupts.
+ * front ends, and the interfaces between its parts (link, serving,
+ * doorbells, registers, boot; the memory layer has memexpose-memory.h).
+ * The core owns the link (chardev, handshake, requests), the export
+ * policy, the window and the doorbell queues; a front end maps the
+ * register block and the window and delivers interrupts.
  *
  * Copyright (c) 2026 The memexpose authors
  *
@@ -73,6 +75,9 @@ typedef struct MemexposeBootRequest {
     MxpMsg msg;                 /* no payload beyond the struct */
     QSIMPLEQ_ENTRY(MemexposeBootRequest) next;
 } MemexposeBootRequest;
+
+/* Peer requests queued for the worker before we stop reading the socket. */
+#define MEMEXPOSE_MAX_WORK          64
 
 /* More pending boot requests than this are answered BUSY. */
 #define MEMEXPOSE_MAX_BOOT_REQUESTS 8
@@ -215,19 +220,40 @@ void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
                          unsigned size);
 bool memexpose_intx_level(MemexposeState *s);
 
-/* Link layer used by the memory layer */
+/* Link (memexpose-link.c) */
+void memexpose_link_start(MemexposeState *s);
+void memexpose_link_release(MemexposeState *s);
 int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call);
 int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
                             MemexposeCall *call);
 int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
                            MemexposeCall *call);
 void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
+void memexpose_send_simple(MemexposeState *s, MxpType type, uint64_t id);
 void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
                            MxpErr code, uint64_t addr);
 void memexpose_reply_ack(MemexposeState *s, const MxpMsg *req);
 void memexpose_link_down(MemexposeState *s, const char *reason);
+void memexpose_link_drop(MemexposeState *s, const char *reason,
+                         bool disconnect);
+void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
+    G_GNUC_PRINTF(2, 3);
+
+/* Serving the peer (memexpose-serve.c) */
+void *memexpose_worker(void *opaque);
+void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg);
 bool memexpose_in_service(void);
 void memexpose_note_recursion(void);
+
+/* Doorbells (memexpose-doorbell.c) */
+void memexpose_doorbell_send(MemexposeState *s);
+void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg);
+void memexpose_doorbell_credit(MemexposeState *s, uint32_t credits);
+void memexpose_doorbell_pop(MemexposeState *s);
+uint64_t memexpose_doorbell_pending(MemexposeState *s);
+
+/* Registers (memexpose-regs.c) */
+void memexpose_set_window_base(MemexposeState *s, uint64_t base);
 
 /* Slave boot (memexpose-boot.c) */
 bool memexpose_boot_realize(MemexposeState *s, Error **errp);

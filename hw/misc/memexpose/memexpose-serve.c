@@ -1,0 +1,196 @@
+/*
+ * memexpose serving: the worker thread that performs the peer's requests
+ * in order (accesses to our memory, MAP, doorbell delivery, boot
+ * requests), taking the BQL only where QEMU requires it.
+ *
+ * Copyright (c) 2026 The memexpose authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/main-loop.h"
+#include "qemu/rcu.h"
+#include "block/aio.h"
+#include "memexpose.h"
+
+/* Set while the worker accesses our memory, to refuse re-entry. */
+static __thread bool mx_serving;
+static __thread bool mx_recursed;
+
+bool memexpose_in_service(void)
+{
+    return mx_serving;
+}
+
+void memexpose_note_recursion(void)
+{
+    mx_recursed = true;
+}
+
+static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
+{
+    const MxpAccess *acc = &req->u.access;
+    bool write = req->hdr.type == MXP_WRITE;
+    const MemexposeExport *exp;
+    uint8_t data[MXP_MAX_DATA];
+    MemTxResult res;
+    bool plain = acc->size == 1 || acc->size == 2 || acc->size == 4 ||
+                 acc->size == 8;
+
+    if (acc->size > s->max_data ||
+        (!plain && !(s->features & MXP_FEAT_BULK))) {
+        memexpose_reply_error(s, req, MXP_E_UNSUPPORTED, acc->addr);
+        return;
+    }
+    exp = memexpose_find_export(s, acc->addr, acc->size);
+    if (!exp || (write && !exp->writable)) {
+        qatomic_inc(&s->stats.refused);
+        memexpose_reply_error(s, req, exp ? MXP_E_READ_ONLY : MXP_E_DENIED,
+                              acc->addr);
+        return;
+    }
+
+    mx_serving = true;
+    mx_recursed = false;
+    if (write) {
+        res = address_space_write(&address_space_memory, acc->addr,
+                                  MEMTXATTRS_UNSPECIFIED, acc->data,
+                                  acc->size);
+    } else {
+        res = address_space_read(&address_space_memory, acc->addr,
+                                 MEMTXATTRS_UNSPECIFIED, data, acc->size);
+    }
+    mx_serving = false;
+
+    if (mx_recursed) {
+        qatomic_inc(&s->stats.refused);
+        memexpose_reply_error(s, req, MXP_E_RECURSION, acc->addr);
+        return;
+    }
+    if (res != MEMTX_OK) {
+        qatomic_inc(&s->stats.refused);
+        memexpose_reply_error(s, req, MXP_E_ACCESS, acc->addr);
+        return;
+    }
+    if (write) {
+        qatomic_inc(&s->stats.served_writes);
+        memexpose_send_simple(s, MXP_ACK, req->hdr.id);
+    } else {
+        MxpMsg reply = {
+            .hdr = { .type = MXP_READ_REPLY, .id = req->hdr.id },
+            .u.access = { .addr = acc->addr, .size = acc->size,
+                          .data = data },
+        };
+
+        qatomic_inc(&s->stats.served_reads);
+        memexpose_send(s, &reply, -1);
+    }
+}
+
+static void mx_serve_invalidate(MemexposeState *s, const MxpMsg *req)
+{
+    /* Dropping everything is correct; remap resolves the rest again. */
+    bql_lock();
+    memexpose_unmap_all(s);
+    bql_unlock();
+    /*
+     * TCG vCPUs flush their TLBs lazily but only while outside an RCU
+     * read-side section; after a grace period none can still reach the
+     * old mapping.
+     */
+    synchronize_rcu();
+    memexpose_send_simple(s, MXP_INVALIDATE_ACK, req->hdr.id);
+    bql_lock();
+    memexpose_remap(s);
+    bql_unlock();
+}
+
+static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
+{
+    switch (msg->hdr.type) {
+    case MXP_READ:
+    case MXP_WRITE:
+        mx_serve_access(s, msg);
+        break;
+    case MXP_MAP:
+        memexpose_serve_map(s, msg);
+        break;
+    case MXP_INVALIDATE:
+        mx_serve_invalidate(s, msg);
+        break;
+    case MXP_DOORBELL:
+        memexpose_doorbell_receive(s, msg);
+        break;
+    case MXP_BOOT:
+    case MXP_RESET:
+    case MXP_HALT:
+        memexpose_serve_boot(s, msg);
+        break;
+    default:
+        break;
+    }
+}
+
+static void mx_accept_input_bh(void *opaque)
+{
+    MemexposeState *s = opaque;
+
+    qemu_chr_fe_accept_input(&s->chr);
+}
+
+void *memexpose_worker(void *opaque)
+{
+    MemexposeState *s = opaque;
+    MemexposeWork *w;
+
+    rcu_register_thread();
+    qemu_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->stopping && QSIMPLEQ_EMPTY(&s->work)) {
+            qemu_cond_wait(&s->work_cond, &s->lock);
+        }
+        if (s->stopping) {
+            break;
+        }
+        w = QSIMPLEQ_FIRST(&s->work);
+        QSIMPLEQ_REMOVE_HEAD(&s->work, next);
+        qemu_mutex_unlock(&s->lock);
+
+        /* Requests of a link that has gone since are void. */
+        if (w->epoch == qatomic_read(&s->epoch)) {
+            mx_handle_work(s, &w->msg);
+        }
+        g_free(w);
+
+        qemu_mutex_lock(&s->lock);
+        if (s->nr_work-- == MEMEXPOSE_MAX_WORK && !s->stopping) {
+            aio_bh_schedule_oneshot(iothread_get_aio_context(s->iothread),
+                                    mx_accept_input_bh, s);
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+    rcu_unregister_thread();
+    return NULL;
+}
+
+void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg)
+{
+    MemexposeWork *w = g_new(MemexposeWork, 1);
+
+    w->msg = *msg;
+    /* Copy the data: the receive buffer is reused for the next message. */
+    if (msg->hdr.type == MXP_WRITE) {
+        memcpy(w->data, msg->u.access.data, msg->u.access.size);
+        w->msg.u.access.data = w->data;
+    } else if (msg->hdr.type == MXP_DOORBELL) {
+        memcpy(w->data, msg->u.doorbell.data, msg->u.doorbell.size);
+        w->msg.u.doorbell.data = w->data;
+    }
+    qemu_mutex_lock(&s->lock);
+    w->epoch = s->epoch;
+    QSIMPLEQ_INSERT_TAIL(&s->work, w, next);
+    s->nr_work++;
+    qemu_cond_signal(&s->work_cond);
+    qemu_mutex_unlock(&s->lock);
+}
