@@ -223,47 +223,94 @@ static void mx_reply_map(MemexposeState *s, const MxpMsg *req, uint8_t kind,
     memexpose_send(s, &reply, fd);
 }
 
-/* Hand out @fd for [start, end] if policy allows; false: forward it. */
-static bool mx_try_fd_reply(MemexposeState *s, const MxpMsg *req,
-                            const MemexposeExport *e, FlatView *fv,
-                            const MxFlatLookup *l, uint64_t start,
-                            uint64_t end, uint64_t *fwd_start,
-                            uint64_t *fwd_end)
+/*
+ * MAP replies cover whole granules, the larger of the two sides' page
+ * sizes, so that every reply moves the importer's walk on by at least
+ * one page and zero-copy ranges suit both sides' mmap().
+ */
+static uint64_t mx_granule(MemexposeState *s)
 {
-    uint64_t page = qemu_real_host_page_size();
-    uint64_t addr = req->u.map.addr;
-    uint64_t astart = ROUND_UP(start, page);
-    uint64_t aend = QEMU_ALIGN_DOWN(end + 1, page);    /* exclusive */
-    MemoryRegion *mr = l->mr;
-    int ro_fd = -1;
+    return MAX(qemu_real_host_page_size(), s->peer.page_size);
+}
+
+/* The MAP_REPLY length of [start, end]; 2^64 does not fit. */
+static uint64_t mx_range_length(uint64_t start, uint64_t end)
+{
+    if (end == UINT64_MAX && start == 0) {
+        return UINT64_MAX;
+    }
+    return end - start + 1;
+}
+
+/* Last byte of the last whole granule of [.., end] (wraps correctly). */
+static uint64_t mx_align_end(uint64_t end, uint64_t g)
+{
+    return ((end + 1) & ~(g - 1)) - 1;
+}
+
+/* What a descriptor for the granule at @a would describe. */
+typedef struct MxFdSpan {
+    const MemexposeExport *e;
+    MemoryRegion *mr;
+    uint64_t start;             /* granule aligned */
+    uint64_t end;               /* inclusive, last byte of a granule */
     uint64_t fd_offset;
     int fd;
+} MxFdSpan;
 
+/*
+ * Whether the granule at @a may be handed out as a descriptor: wholly
+ * inside one export and one shareable RAM flat range that policy lets us
+ * give away.  *sp is then the largest such granule-aligned span around it.
+ */
+static bool mx_fd_span(MemexposeState *s, FlatView *fv, uint64_t a,
+                       uint64_t g, MxFdSpan *sp)
+{
+    MxFlatLookup l = { .addr = a };
+    const MemexposeExport *e = memexpose_find_export(s, a, g);
+    MemoryRegion *mr;
+    int fd;
+
+    if (!e) {
+        return false;
+    }
+    flatview_for_each_range(fv, mx_flat_lookup_cb, &l);
+    if (!l.found) {
+        return false;
+    }
+    mr = l.mr;
     if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
         memory_region_is_rom(mr) || !mr->ram_block ||
         memexpose_is_imported(mr)) {
         return false;
     }
     fd = memory_region_get_fd(mr);
-    if (fd < 0 || !qemu_ram_is_shared(mr->ram_block) ||
+    if (fd < 0 || !qemu_ram_is_shared(mr->ram_block)) {
+        return false;
+    }
+    sp->start = ROUND_UP(MAX(e->addr, l.start), g);
+    sp->end = mx_align_end(MIN(e->addr + (e->size - 1),
+                               l.start + (l.len - 1)), g);
+    if (sp->start > a || sp->end < a + (g - 1) ||
         !mx_fd_grant_allowed(s, fv, mr, fd, e->writable)) {
         return false;
     }
-    if (astart >= aend) {
-        return false;
-    }
-    /* The ragged ends outside whole pages stay forwarded. */
-    if (addr < astart) {
-        *fwd_end = astart - 1;
-        return false;
-    }
-    if (addr >= aend) {
-        *fwd_start = aend;
-        return false;
-    }
-    fd_offset = mr->ram_block->fd_offset + l->offset_in_region +
-                (astart - l->start);
-    if (!e->writable) {
+    sp->e = e;
+    sp->mr = mr;
+    sp->fd = fd;
+    sp->fd_offset = mr->ram_block->fd_offset + l.offset_in_region +
+                    (sp->start - l.start);
+    return true;
+}
+
+/* Hand out the descriptor of @sp; false if we cannot (forward it). */
+static bool mx_reply_fd(MemexposeState *s, const MxpMsg *req,
+                        const MxFdSpan *sp)
+{
+    int fd = sp->fd;
+    int ro_fd = -1;
+
+    if (!sp->e->writable) {
         /* A descriptor that cannot write, for a read-only export. */
         g_autofree char *path = g_strdup_printf("/proc/self/fd/%d", fd);
 
@@ -274,43 +321,112 @@ static bool mx_try_fd_reply(MemexposeState *s, const MxpMsg *req,
         fd = ro_fd;
     }
     qemu_mutex_lock(&s->lock);
-    g_array_append_val(s->granted, ((MxpRange) { astart, aend - astart }));
+    g_array_append_val(s->granted,
+                       ((MxpRange) { sp->start, sp->end - sp->start + 1 }));
     qemu_mutex_unlock(&s->lock);
     mx_reply_map(s, req, MXP_MAP_FD,
-                 MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
-                 astart, aend - astart, fd_offset, fd);
+                 MXP_PERM_READ | (sp->e->writable ? MXP_PERM_WRITE : 0),
+                 sp->start, mx_range_length(sp->start, sp->end),
+                 sp->fd_offset, fd);
     if (ro_fd >= 0) {
         close(ro_fd);
     }
     return true;
 }
 
+static bool mx_collect_starts(Int128 start, Int128 len,
+                              const MemoryRegion *mr, hwaddr offset,
+                              void *opaque)
+{
+    uint64_t a = int128_get64(start);
+
+    g_array_append_val((GArray *)opaque, a);
+    return false;
+}
+
+static gint mx_cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The first granule above @a that could go out as a descriptor, or 0 if
+ * there is none: only where a flat range or an export begins can that
+ * change, so those are the granules to try.
+ */
+static uint64_t mx_next_fd_granule(MemexposeState *s, FlatView *fv,
+                                   uint64_t a, uint64_t g)
+{
+    g_autoptr(GArray) starts = g_array_new(false, false, sizeof(uint64_t));
+    MxFdSpan sp;
+    unsigned i;
+
+    flatview_for_each_range(fv, mx_collect_starts, starts);
+    for (i = 0; i < s->nr_exports; i++) {
+        g_array_append_val(starts, s->exports[i].addr);
+    }
+    for (i = 0; i < starts->len; i++) {
+        uint64_t *b = &g_array_index(starts, uint64_t, i);
+
+        *b = *b > UINT64_MAX - (g - 1) ? 0 : ROUND_UP(*b, g);
+    }
+    g_array_sort(starts, mx_cmp_u64);
+    for (i = 0; i < starts->len; i++) {
+        uint64_t b = g_array_index(starts, uint64_t, i);
+
+        if (b > a && mx_fd_span(s, fv, b, g, &sp)) {
+            return b;
+        }
+    }
+    return 0;
+}
+
+/* Whether any byte of [start, end] is exported. */
+static bool mx_any_exported(MemexposeState *s, uint64_t start, uint64_t end)
+{
+    unsigned i;
+
+    for (i = 0; i < s->nr_exports; i++) {
+        const MemexposeExport *e = &s->exports[i];
+
+        if (start <= e->addr + (e->size - 1) && e->addr <= end) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * MAP for @addr: describe the granule-aligned range around it that is
+ * uniformly a descriptor (FD), reached by forwarding (FORWARD: every
+ * access is still checked against the policy, so it may run over bytes
+ * that are not exported), or not exported at all (DENIED).  FORWARD and
+ * DENIED ranges run up to the next granule that can be handed out, so a
+ * walk over a window takes about two MAPs per zero-copy range.
+ */
 void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
 {
     uint64_t addr = req->u.map.addr;
-    uint64_t page = qemu_real_host_page_size();
+    uint64_t g = mx_granule(s);
+    uint64_t a = addr & ~(g - 1);
     const MemexposeExport *e;
-    MxFlatLookup l = { .addr = addr };
-    uint64_t start, end;
+    uint64_t next, end;
+    MxFdSpan sp;
     FlatView *fv;
 
     if (!(s->features & MXP_FEAT_MAP)) {
         memexpose_reply_error(s, req, MXP_E_UNSUPPORTED, addr);
         return;
     }
-    e = memexpose_find_export(s, addr, 1);
-    if (!e) {
-        uint64_t next = mx_next_export(s, addr);
-
-        start = addr & ~(page - 1);
-        /* Up to the next export, so the importer can skip the gap. */
-        mx_reply_map(s, req, MXP_MAP_DENIED, 0, start,
-                     next ? next - start :
-                     start ? UINT64_MAX - start + 1 : UINT64_MAX, 0, -1);
+    if (!mx_any_exported(s, a, a + (g - 1))) {
+        next = mx_next_export(s, a);
+        end = next ? (next & ~(g - 1)) - 1 : UINT64_MAX;
+        mx_reply_map(s, req, MXP_MAP_DENIED, 0, a, mx_range_length(a, end),
+                     0, -1);
         return;
     }
-    start = e->addr;
-    end = e->addr + (e->size - 1);
 
     /*
      * Under the BQL no memory transaction can commit between looking at
@@ -320,24 +436,15 @@ void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
     bql_lock();
     rcu_read_lock();
     fv = address_space_to_flatview(&address_space_memory);
-    flatview_for_each_range(fv, mx_flat_lookup_cb, &l);
-    if (!l.found) {
-        /* Unassigned: forwarded (and failing) up to the next range. */
-        start = addr;
-        if (l.next && l.next - 1 < end) {
-            end = l.next - 1;
-        }
-    } else {
-        start = MAX(start, l.start);
-        end = MIN(end, l.start + (l.len - 1));
-        if (mx_try_fd_reply(s, req, e, fv, &l, start, end, &start, &end)) {
-            goto out;
-        }
+    if (!mx_fd_span(s, fv, a, g, &sp) || !mx_reply_fd(s, req, &sp)) {
+        next = mx_next_fd_granule(s, fv, a, g);
+        end = next ? next - 1 : UINT64_MAX;
+        e = memexpose_find_export(s, addr, 1);
+        mx_reply_map(s, req, MXP_MAP_FORWARD,
+                     e ? MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0)
+                       : 0,
+                     a, mx_range_length(a, end), 0, -1);
     }
-    mx_reply_map(s, req, MXP_MAP_FORWARD,
-                 MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0),
-                 start, end - start + 1, 0, -1);
-out:
     rcu_read_unlock();
     bql_unlock();
 }

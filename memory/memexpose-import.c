@@ -125,10 +125,87 @@ static const MemoryRegionOps mx_forward_ops = {
               .unaligned = true },
 };
 
+/*
+ * Zero-copy mappings and invalidation.
+ *
+ * An INVALIDATE is served in the I/O thread, without the BQL, so that
+ * two QEMUs that change their memory maps at the same moment (each
+ * waiting for the other's INVALIDATE_ACK with its own BQL held) cannot
+ * deadlock: the host pages of every mapping that overlaps the range are
+ * replaced in place by anonymous memory, which cuts off TCG's TLB entries
+ * and KVM's memslots from the exporter's RAM at once, and the ACK goes
+ * out.  The main loop removes the regions and walks the window again
+ * afterwards.  Guest accesses in between read zeros and write nowhere.
+ *
+ * mx_map_lock guards every device's list of mappings and the mappings'
+ * state.  A mapping stays on its device's list, and so within reach of
+ * invalidation, from before it is mapped until it is finalized, a grace
+ * period after the last flat view using it has gone.
+ */
+static QemuMutex mx_map_lock;
+
+static void mx_walk_start(MemexposeState *s);
+
+/* Replace the mapping's pages by anonymous memory.  mx_map_lock held. */
+static bool mx_zap(MemexposeState *s, MemexposeMapping *m)
+{
+    void *p;
+
+    if (m->zapped) {
+        return true;
+    }
+    p = mmap(m->host, m->size, PROT_READ | PROT_WRITE,
+             MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        error_report("memexpose %s: cannot revoke the mapping of peer range"
+                     " 0x%" PRIx64 "+0x%" PRIx64 ": %s", s->name,
+                     m->peer_addr, m->size, strerror(errno));
+        return false;
+    }
+    m->zapped = true;
+    return true;
+}
+
+bool memexpose_invalidate(MemexposeState *s, uint64_t addr, uint64_t len)
+{
+    MemexposeMapping *m;
+    bool ok = true;
+
+    qemu_mutex_lock(&mx_map_lock);
+    s->inval_gen++;
+    QLIST_FOREACH(m, &s->mappings, next) {
+        if (addr <= m->peer_addr + (m->size - 1) &&
+            m->peer_addr <= addr + (len - 1)) {
+            ok &= mx_zap(s, m);
+        }
+    }
+    qemu_mutex_unlock(&mx_map_lock);
+    memexpose_remap(s);
+    return ok;
+}
+
+static void mx_mapping_finalize(Object *obj)
+{
+    MemexposeMapping *m = MEMEXPOSE_MAPPING(obj);
+
+    qemu_mutex_lock(&mx_map_lock);
+    if (m->dev) {
+        QLIST_REMOVE(m, next);
+        m->dev = NULL;
+    }
+    qemu_mutex_unlock(&mx_map_lock);
+}
+
 static void mx_remap_bh(void *opaque)
 {
-    memexpose_remap_now(opaque);
+    MemexposeState *s = opaque;
+
+    memexpose_unmap_all(s);
+    mx_walk_start(s);
 }
+
+static void mx_walk_reply_bh(void *opaque);
+static void mx_walk_timeout(void *opaque);
 
 void memexpose_window_init(MemexposeState *s)
 {
@@ -140,19 +217,55 @@ void memexpose_window_init(MemexposeState *s)
     memory_region_add_subregion_overlap(&s->window, 0, &s->forward, 0);
     QLIST_INIT(&s->mappings);
     s->remap_bh = qemu_bh_new(mx_remap_bh, s);
+    s->walk_bh = qemu_bh_new(mx_walk_reply_bh, s);
+    s->walk_timer = timer_new_ms(QEMU_CLOCK_REALTIME, mx_walk_timeout, s);
+    s->walk_call.fd = -1;
+    s->walk_call.notify = s->walk_bh;
 }
 
-void memexpose_unmap_all(MemexposeState *s)
+/* Unrealize: the mappings that are still being freed forget us. */
+void memexpose_window_finalize(MemexposeState *s)
 {
     MemexposeMapping *m, *tmp;
 
-    s->map_generation++;
-    if (QLIST_EMPTY(&s->mappings)) {
+    memexpose_unmap_all(s);
+    qemu_mutex_lock(&mx_map_lock);
+    QLIST_FOREACH_SAFE(m, &s->mappings, next, tmp) {
+        QLIST_REMOVE(m, next);
+        m->dev = NULL;
+    }
+    qemu_mutex_unlock(&mx_map_lock);
+    memexpose_call_cancel(s, &s->walk_call);
+    if (s->walk_call.fd >= 0) {
+        close(s->walk_call.fd);
+    }
+    qemu_bh_delete(s->remap_bh);
+    qemu_bh_delete(s->walk_bh);
+    g_clear_pointer(&s->walk_timer, timer_free);
+}
+
+/* Take every mapping out of the window (BQL). */
+void memexpose_unmap_all(MemexposeState *s)
+{
+    g_autoptr(GPtrArray) gone = g_ptr_array_new();
+    MemexposeMapping *m;
+    unsigned i;
+
+    /* Retired mappings stay listed until finalized, for invalidation. */
+    qemu_mutex_lock(&mx_map_lock);
+    QLIST_FOREACH(m, &s->mappings, next) {
+        if (!m->retired) {
+            m->retired = true;
+            g_ptr_array_add(gone, m);
+        }
+    }
+    qemu_mutex_unlock(&mx_map_lock);
+    if (!gone->len) {
         return;
     }
     memory_region_transaction_begin();
-    QLIST_FOREACH_SAFE(m, &s->mappings, next, tmp) {
-        QLIST_REMOVE(m, next);
+    for (i = 0; i < gone->len; i++) {
+        m = g_ptr_array_index(gone, i);
         memory_region_del_subregion(&s->window, &m->mr);
         qatomic_sub(&s->stats.mapped_bytes, m->size);
         /* Freed, with its RAMBlock and mmap, when no flat view uses it. */
@@ -161,6 +274,7 @@ void memexpose_unmap_all(MemexposeState *s)
     memory_region_transaction_commit();
 }
 
+/* Drop the mappings and walk the window again, from the main loop. */
 void memexpose_remap(MemexposeState *s)
 {
     qemu_bh_schedule(s->remap_bh);
@@ -202,7 +316,7 @@ static bool mx_fd_acceptable(MemexposeState *s, int fd, uint64_t offset,
 }
 
 static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
-                      uint64_t base)
+                      uint64_t base, uint32_t inval_gen)
 {
     uint64_t page = qemu_real_host_page_size();
     uint64_t wstart = MAX(r->addr, base);
@@ -214,6 +328,7 @@ static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
     MemexposeMapping *m;
     const char *why;
     Error *err = NULL;
+    bool stale;
 
     if ((wstart | len | foff) & (page - 1)) {
         warn_report("memexpose %s: peer range 0x%" PRIx64 "+0x%" PRIx64
@@ -243,66 +358,163 @@ static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
     /* The RAMBlock owns @fd from here on. */
     m->peer_addr = wstart;
     m->size = len;
-    QLIST_INSERT_HEAD(&s->mappings, m, next);
+    m->host = memory_region_get_ram_ptr(&m->mr);
+
+    /*
+     * An INVALIDATE that arrived after this reply may have revoked it
+     * already: then the walk starts again and this mapping is not made.
+     * From here on an INVALIDATE finds it on the list.
+     */
+    qemu_mutex_lock(&mx_map_lock);
+    stale = s->inval_gen != inval_gen;
+    if (!stale) {
+        m->dev = s;
+        QLIST_INSERT_HEAD(&s->mappings, m, next);
+    }
+    qemu_mutex_unlock(&mx_map_lock);
+    if (stale) {
+        object_unref(OBJECT(m));
+        return;
+    }
     memory_region_add_subregion_overlap(&s->window, wstart - base, &m->mr, 1);
     qatomic_add(&s->stats.mapped_bytes, len);
     qatomic_inc(&s->stats.maps);
 }
 
 /*
- * Walk the window and map every part of it the peer hands out as an fd.
- * BQL held; memexpose_call() drops it while waiting, so the map may have
- * changed under us: a new window base or link restarts the walk.
+ * The mapping walk: one MAP outstanding at a time, continued from its
+ * reply in the main loop, so neither the main loop nor a vCPU ever waits
+ * for the exporter.  Every reply must cover whole granules (the larger
+ * of the two page sizes) including the one asked for, so the walk always
+ * advances; a walk that needs more than MEMEXPOSE_MAX_WALK_MAPS requests
+ * ends the link.  A new window base, a link change or an invalidation
+ * restarts it.
  */
-void memexpose_remap_now(MemexposeState *s)
+static uint64_t mx_granule(MemexposeState *s)
 {
-    uint64_t base = s->window_base;
-    uint32_t gen = ++s->map_generation;
-    uint64_t off = 0;
+    return MAX(qemu_real_host_page_size(), s->peer.page_size);
+}
 
+static void mx_walk_send(MemexposeState *s)
+{
+    MxpMsg req = {
+        .hdr = { .type = MXP_MAP },
+        .u.map.addr = s->walk_base + s->walk_off,
+    };
+
+    if (++s->walk_maps > MEMEXPOSE_MAX_WALK_MAPS) {
+        memexpose_link_down(s, "the mapping walk needs more than "
+                            stringify(MEMEXPOSE_MAX_WALK_MAPS) " MAPs");
+        return;
+    }
+    if (memexpose_call_async(s, &req, &s->walk_call) != 0) {
+        return;         /* no link: the next link up walks again */
+    }
+    s->walk_pending = true;
+    timer_mod(s->walk_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+              MAX(s->timeout_ms, MEMEXPOSE_PATIENT_TIMEOUT_MS));
+}
+
+static void mx_walk_start(MemexposeState *s)
+{
+    if (s->walk_pending) {
+        s->walk_restart = true;     /* once the outstanding reply is in */
+        return;
+    }
+    s->walk_restart = false;
     if (!qatomic_read(&s->up) || !(s->features & MXP_FEAT_MAP)) {
         return;
     }
-    while (off < s->window_size) {
-        MemexposeCall call = { 0 };
-        MxpMsg req = {
-            .hdr = { .type = MXP_MAP },
-            .u.map.addr = base + off,
-        };
-        const MxpMapReply *r = &call.map;
-        uint64_t next;
+    s->walk_base = s->window_base;
+    s->walk_off = 0;
+    s->walk_maps = 0;
+    mx_walk_send(s);
+}
 
-        if (base + off < base) {
-            break;
+/* Whether @r answers a MAP for @addr as the spec requires. */
+static const char *mx_map_reply_invalid(MemexposeState *s,
+                                        const MxpMapReply *r, uint64_t addr)
+{
+    uint64_t g = mx_granule(s);
+    uint64_t end = r->addr + (r->length - 1);
+    bool to_top = end == UINT64_MAX ||
+                  (r->addr == 0 && r->length == UINT64_MAX);
+
+    if (r->addr > addr || (end < addr && !to_top)) {
+        return "it does not contain the address asked for";
+    }
+    if (!to_top && end < (addr | (g - 1))) {
+        return "it covers less than a page";
+    }
+    if ((r->addr & (g - 1)) || (!to_top && ((end + 1) & (g - 1)))) {
+        return "it is not aligned to whole pages";
+    }
+    return NULL;
+}
+
+static void mx_walk_reply_bh(void *opaque)
+{
+    MemexposeState *s = opaque;
+    MemexposeCall *call = &s->walk_call;
+    uint64_t addr = s->walk_base + s->walk_off;
+    const MxpMapReply *r = &call->map;
+    int fd = call->fd;
+    const char *why;
+    uint64_t end;
+
+    if (!s->walk_pending || !call->done) {
+        return;
+    }
+    s->walk_pending = false;
+    call->fd = -1;
+    timer_del(s->walk_timer);
+
+    if (call->err || s->walk_restart || !qatomic_read(&s->up)) {
+        if (fd >= 0) {
+            close(fd);
         }
-        if (memexpose_call_patient(s, &req, &call) != 0) {
-            break;
+        if (call->err > 0) {
+            warn_report("memexpose %s: the peer refused MAP for 0x%" PRIx64
+                        ": %s; forwarding the rest of the window", s->name,
+                        addr, mxp_err_str(call->err));
         }
-        if (gen != s->map_generation) {
-            /* Unmapped or moved while we waited: this reply is stale. */
-            if (call.fd >= 0) {
-                close(call.fd);
-            }
-            return;
+        if (s->walk_restart) {
+            mx_walk_start(s);
         }
-        if (r->addr > base + off ||
-            r->addr + (r->length - 1) < base + off) {
-            warn_report("memexpose %s: MAP reply does not cover 0x%" PRIx64,
-                        s->name, base + off);
-            if (call.fd >= 0) {
-                close(call.fd);
-            }
-            memexpose_link_down(s, "MAP reply for the wrong range");
-            return;
+        return;
+    }
+    why = mx_map_reply_invalid(s, r, addr);
+    if (why) {
+        g_autofree char *reason = g_strdup_printf(
+            "bad MAP_REPLY for 0x%" PRIx64 ": %s", addr, why);
+
+        if (fd >= 0) {
+            close(fd);
         }
-        if (r->kind == MXP_MAP_FD) {
-            mx_map_fd(s, r, call.fd, base);
-        }
-        next = r->addr + (r->length - 1) - base;
-        if (next >= s->window_size - 1) {
-            break;
-        }
-        off = next + 1;
+        memexpose_link_down(s, reason);
+        return;
+    }
+    if (r->kind == MXP_MAP_FD) {
+        mx_map_fd(s, r, fd, s->walk_base, call->inval_gen);
+    }
+    end = r->addr + (r->length - 1);
+    if (end == UINT64_MAX || (r->addr == 0 && r->length == UINT64_MAX) ||
+        end - s->walk_base >= s->window_size - 1) {
+        return;                     /* the whole window is resolved */
+    }
+    s->walk_off = end + 1 - s->walk_base;
+    mx_walk_send(s);
+}
+
+/* The exporter did not answer the walk's MAP in time. */
+static void mx_walk_timeout(void *opaque)
+{
+    MemexposeState *s = opaque;
+
+    if (s->walk_pending && memexpose_call_cancel(s, &s->walk_call)) {
+        s->walk_pending = false;
+        qatomic_inc(&s->stats.timeouts);
+        memexpose_link_down(s, "the peer did not answer MAP in time");
     }
 }
 
@@ -310,10 +522,12 @@ static const TypeInfo memexpose_mapping_info = {
     .name = TYPE_MEMEXPOSE_MAPPING,
     .parent = TYPE_OBJECT,
     .instance_size = sizeof(MemexposeMapping),
+    .instance_finalize = mx_mapping_finalize,
 };
 
 static void memexpose_mapping_register_types(void)
 {
+    qemu_mutex_init(&mx_map_lock);
     type_register_static(&memexpose_mapping_info);
 }
 

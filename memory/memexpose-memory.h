@@ -43,8 +43,16 @@ struct MemexposeMapping {
     MemoryRegion mr;
     uint64_t peer_addr;
     uint64_t size;
+    void *host;                 /* where the RAMBlock maps the peer's file */
+    /* Under the importer's mapping lock (memexpose-import.c): */
+    MemexposeState *dev;        /* whose list it is on; NULL once off it */
+    bool retired;               /* out of the window, not finalized yet */
+    bool zapped;                /* pages replaced: the peer is cut off */
     QLIST_ENTRY(MemexposeMapping) next;
 };
+
+/* MAP requests one mapping walk may take before the link is ended. */
+#define MEMEXPOSE_MAX_WALK_MAPS     1024
 
 /* Exporter: policy (s->export_spec) */
 bool memexpose_parse_exports(MemexposeState *s, Error **errp);
@@ -59,9 +67,16 @@ void memexpose_listener_init(MemexposeState *s);
 
 /* Importer: the window and its mappings (BQL) */
 void memexpose_window_init(MemexposeState *s);
+void memexpose_window_finalize(MemexposeState *s);
 void memexpose_unmap_all(MemexposeState *s);
 void memexpose_remap(MemexposeState *s);
-void memexpose_remap_now(MemexposeState *s);
+
+/*
+ * Importer: the peer's INVALIDATE, in the I/O thread without the BQL.
+ * On return no access through a mapping of [addr, addr + len) reaches
+ * the peer's memory any more (false: a mapping could not be revoked).
+ */
+bool memexpose_invalidate(MemexposeState *s, uint64_t addr, uint64_t len);
 
 /* A peer mapping of this or another memexpose window: never exported. */
 bool memexpose_is_imported(const MemoryRegion *mr);

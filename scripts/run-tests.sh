@@ -35,7 +35,7 @@ run_tap() {
     name=$1
     shift
     log=$logdir/$name.log
-    timeout "${MEMEXPOSE_TEST_TIMEOUT:-600}" "$@" > "$log" 2>&1
+    timeout "${MEMEXPOSE_TEST_TIMEOUT:-1200}" "$@" > "$log" 2>&1
     rc=$?
     ok=$(grep -cE '^ok ' "$log")
     bad=$(grep -cE '^not ok ' "$log")
@@ -60,7 +60,7 @@ run_one() {
     name=$1
     shift
     log=$logdir/$name.log
-    timeout "${MEMEXPOSE_TEST_TIMEOUT:-600}" "$@" > "$log" 2>&1
+    timeout "${MEMEXPOSE_TEST_TIMEOUT:-1200}" "$@" > "$log" 2>&1
     rc=$?
     record "$name" $rc
     if [ $rc -eq 0 ]; then

@@ -15,10 +15,15 @@
 #include "hw/misc/memexpose/memexpose-regs.h"
 #include "hw/misc/memexpose/memexpose-wire.h"
 #include "qobject/qdict.h"
+#include "qemu/atomic.h"
+#include "qemu/cutils.h"
+#include <sys/un.h>
 
 #define RAM_SIZE        (128 * 1024 * 1024)
 #define WINDOW_SIZE     (64 * 1024 * 1024)
 #define LINK_WAIT_MS    10000
+/* How long the importer waits for a MAP_REPLY (the spec's bound). */
+#define MAP_TIMEOUT_MS  10000
 
 typedef struct Side {
     QOSState *qs;
@@ -785,6 +790,393 @@ static void test_concurrent(void)
     side_stop(&a);
 }
 
+/* ---- the link never stalls ---- */
+
+/* A two-party barrier for the storm's threads. */
+typedef struct Barrier {
+    GMutex lock;
+    GCond cond;
+    unsigned waiting;
+    unsigned generation;
+} Barrier;
+
+static void barrier_wait(Barrier *b)
+{
+    unsigned gen;
+
+    g_mutex_lock(&b->lock);
+    gen = b->generation;
+    if (++b->waiting == 2) {
+        b->waiting = 0;
+        b->generation++;
+        g_cond_broadcast(&b->cond);
+    } else {
+        while (gen == b->generation) {
+            g_cond_wait(&b->cond, &b->lock);
+        }
+    }
+    g_mutex_unlock(&b->lock);
+}
+
+typedef struct StormSide {
+    Side *self;
+    QPCIDevice *shm;            /* our ivshmem-plain, exported to the peer */
+    uint64_t peer_bar;          /* the peer's, seen through our window */
+    uint32_t peer_marker;
+    unsigned iterations;
+    Barrier *barrier;
+    unsigned zero_reads;        /* reads in the revocation window */
+} StormSide;
+
+static void set_window_base(Side *s, uint64_t base)
+{
+    reg_write(s, MX_REG_WINDOW_BASE_HI, base >> 32);
+    reg_write(s, MX_REG_WINDOW_BASE_LO, (uint32_t)base);
+}
+
+/*
+ * Each round both sides take their shared RAM out of their memory maps
+ * at the same moment (both wait for the other's INVALIDATE_ACK), check
+ * that the peer's removed RAM is out of reach, put it back and map it
+ * again.
+ */
+static gpointer storm(gpointer opaque)
+{
+    StormSide *st = opaque;
+    Side *s = st->self;
+    unsigned i;
+
+    for (i = 0; i < st->iterations; i++) {
+        int64_t deadline;
+        uint32_t v;
+
+        barrier_wait(st->barrier);
+        qpci_config_writew(st->shm, PCI_COMMAND, 0);
+        barrier_wait(st->barrier);
+
+        /* Never the removed RAM; zeros until the window is tidied. */
+        deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+        while ((v = qpci_io_readl(s->dev, s->window, 0)) != 0xffffffff) {
+            g_assert_cmphex(v, ==, 0);
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+            st->zero_reads++;
+        }
+        barrier_wait(st->barrier);
+
+        qpci_config_writew(st->shm, PCI_COMMAND, PCI_COMMAND_MEMORY);
+        barrier_wait(st->barrier);
+
+        /* A new walk maps the RAM again. */
+        set_window_base(s, st->peer_bar + 0x1000);
+        set_window_base(s, st->peer_bar);
+        wait_mapped(s, 1024 * 1024);
+        g_assert_cmphex(qpci_io_readl(s->dev, s->window, 0), ==,
+                        st->peer_marker);
+    }
+    return NULL;
+}
+
+static bool hogs_stop;
+
+/* Keeps a CPU busy, so that both QEMUs' threads have to wait for one. */
+static gpointer hog(gpointer opaque)
+{
+    while (!qatomic_read(&hogs_stop)) {
+        /* spin */
+    }
+    return NULL;
+}
+
+static void storm_side_start(Side *s, StormSide *st, const char *sock,
+                             bool server, const char *name)
+{
+    uint64_t size;
+    QPCIBar bar;
+
+    side_start_args(s, sock, server, "memfd", name,
+                    "export=0xe0000000+512M:rw",
+                    "-object memory-backend-memfd,id=shm,size=1M,share=on "
+                    "-device ivshmem-plain,memdev=shm");
+    st->self = s;
+    st->shm = NULL;
+    qpci_device_foreach(s->qs->pcibus, 0x1af4, 0x1110, save_fn, &st->shm);
+    g_assert(st->shm);
+    qpci_device_enable(st->shm);
+    bar = qpci_iomap(st->shm, 2, &size);
+    g_assert_cmpuint(size, ==, 1024 * 1024);
+    st->peer_bar = bar.addr;    /* the same machine on both sides */
+}
+
+static void run_storm(unsigned hogs)
+{
+    g_autofree char *sock = sock_path("storm");
+    const char *env = g_getenv("MEMEXPOSE_STORM_ITERATIONS");
+    unsigned iterations = env ? atoi(env) : 10000;
+    GThread *hog_threads[8];
+    Barrier barrier = { 0 };
+    StormSide sa, sb;
+    GThread *ta, *tb;
+    Side a, b;
+    unsigned i;
+
+    storm_side_start(&a, &sa, sock, true, "side-a");
+    storm_side_start(&b, &sb, sock, false, "side-b");
+    wait_link(&a, &b, true);
+    sa.peer_marker = 0xb0b0b0b0;
+    sb.peer_marker = 0xa0a0a0a0;
+    qtest_writel(a.qts, sb.peer_bar, sb.peer_marker);
+    qtest_writel(b.qts, sa.peer_bar, sa.peer_marker);
+    sa.iterations = sb.iterations = iterations;
+    sa.barrier = sb.barrier = &barrier;
+    sa.zero_reads = sb.zero_reads = 0;
+    set_window_base(&a, sa.peer_bar);
+    set_window_base(&b, sb.peer_bar);
+    wait_mapped(&a, 1024 * 1024);
+    wait_mapped(&b, 1024 * 1024);
+
+    qatomic_set(&hogs_stop, false);
+    for (i = 0; i < hogs && i < ARRAY_SIZE(hog_threads); i++) {
+        hog_threads[i] = g_thread_new("hog", hog, NULL);
+    }
+    ta = g_thread_new("storm-a", storm, &sa);
+    tb = g_thread_new("storm-b", storm, &sb);
+    g_thread_join(ta);
+    g_thread_join(tb);
+    qatomic_set(&hogs_stop, true);
+    for (i = 0; i < hogs && i < ARRAY_SIZE(hog_threads); i++) {
+        g_thread_join(hog_threads[i]);
+    }
+
+    g_test_message("%u rounds, %u hogs: invalidations %" PRIu64 "/%" PRIu64
+                   ", reads of revoked pages %u/%u", iterations, hogs,
+                   mx_stat(&a, "invalidations"), mx_stat(&b, "invalidations"),
+                   sa.zero_reads, sb.zero_reads);
+    g_assert_cmpuint(mx_stat(&a, "invalidations"), >=, iterations);
+    g_assert_cmpuint(mx_stat(&b, "invalidations"), >=, iterations);
+    g_assert_cmpuint(mx_stat(&a, "timeouts"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "timeouts"), ==, 0);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 1);
+    g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
+
+    g_free(sa.shm);
+    g_free(sb.shm);
+    side_stop(&b);
+    side_stop(&a);
+}
+
+static void test_invalidate_storm(void)
+{
+    run_storm(0);
+}
+
+/* The same with every CPU kept busy by other threads. */
+static void test_invalidate_storm_loaded(void)
+{
+    run_storm(g_get_num_processors());
+}
+
+/* ---- a hostile exporter, played by the test ---- */
+
+typedef enum HostileMode {
+    HOSTILE_TINY_MAP,           /* every MAP_REPLY describes one byte */
+    HOSTILE_PAGE_MAP,           /* ... one page: a walk without end */
+    HOSTILE_SILENT_MAP,         /* MAP is never answered */
+} HostileMode;
+
+typedef struct Hostile {
+    HostileMode mode;
+    int listen_fd;
+    unsigned maps;              /* MAP requests received */
+    bool closed;                /* QEMU hung up */
+} Hostile;
+
+static bool read_full(int fd, uint8_t *buf, size_t len)
+{
+    while (len) {
+        ssize_t n = read(fd, buf, len);
+
+        if (n <= 0) {
+            return false;
+        }
+        buf += n;
+        len -= n;
+    }
+    return true;
+}
+
+static bool hostile_recv(int fd, uint8_t *buf, MxpMsg *msg)
+{
+    MxpHeader hdr;
+
+    if (!read_full(fd, buf, MXP_HEADER_SIZE)) {
+        return false;
+    }
+    g_assert_cmpint(mxp_decode_header(buf, MXP_HEADER_SIZE, &hdr), ==,
+                    MXP_OK);
+    if (!read_full(fd, buf + MXP_HEADER_SIZE, hdr.length)) {
+        return false;
+    }
+    g_assert_cmpint(mxp_decode(buf, MXP_HEADER_SIZE + hdr.length, 0, msg),
+                    ==, MXP_OK);
+    return true;
+}
+
+static void hostile_send(int fd, const MxpMsg *msg)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    int len = mxp_encode(msg, buf, sizeof(buf));
+
+    g_assert_cmpint(len, >, 0);
+    /* QEMU may already have hung up on us. */
+    if (write(fd, buf, len) != len) {
+        return;
+    }
+}
+
+static gpointer hostile_peer(gpointer opaque)
+{
+    Hostile *h = opaque;
+    uint8_t buf[MXP_MAX_MESSAGE];
+    MxpMsg msg, hello = {
+        .hdr = { .type = MXP_HELLO },
+        .u.hello = {
+            .magic = MXP_MAGIC, .version_major = MXP_VERSION_MAJOR,
+            .features = MXP_FEAT_MAP | MXP_FEAT_BULK, .page_size = 4096,
+            .role = MXP_ROLE_DEVICE, .vectors = 1, .queue_depth = 1,
+            .max_data = MXP_MAX_DATA, .name = "hostile",
+        },
+    };
+    int fd = accept(h->listen_fd, NULL, NULL);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert(hostile_recv(fd, buf, &msg));
+    g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
+    hostile_send(fd, &hello);
+    while (hostile_recv(fd, buf, &msg)) {
+        MxpMsg reply = { .hdr = { .id = msg.hdr.id } };
+
+        switch (msg.hdr.type) {
+        case MXP_PING:
+            reply.hdr.type = MXP_PONG;
+            reply.u.ping = msg.u.ping;
+            hostile_send(fd, &reply);
+            break;
+        case MXP_MAP:
+            qatomic_inc(&h->maps);
+            if (h->mode != HOSTILE_SILENT_MAP) {
+                reply.hdr.type = MXP_MAP_REPLY;
+                reply.u.map_reply = (MxpMapReply) {
+                    .kind = MXP_MAP_FORWARD, .perm = MXP_PERM_READ,
+                    .addr = msg.u.map.addr & ~4095ULL,
+                    .length = h->mode == HOSTILE_TINY_MAP ? 1 : 4096,
+                };
+                hostile_send(fd, &reply);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+    close(fd);
+    qatomic_set(&h->closed, true);
+    return NULL;
+}
+
+/* How long QMP takes to answer query-status, in microseconds. */
+static int64_t qmp_latency(QTestState *qts)
+{
+    int64_t t0 = g_get_monotonic_time();
+    QDict *rsp = qtest_qmp(qts, "{'execute': 'query-status'}");
+
+    g_assert(qdict_haskey(rsp, "return"));
+    qobject_unref(rsp);
+    return g_get_monotonic_time() - t0;
+}
+
+/*
+ * The importer's main loop never waits for the exporter: QMP answers
+ * within 100 ms the whole time, and the broken exporter loses the link
+ * with a logged reason.
+ */
+static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
+                                 const char *reason)
+{
+    g_autofree char *sock = sock_path(mode == HOSTILE_TINY_MAP ? "tiny" :
+                                      mode == HOSTILE_PAGE_MAP ? "page" :
+                                      "silent");
+    g_autofree char *log = g_strdup_printf("%s/hostile.log", tmpdir);
+    g_autofree char *text = NULL;
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    Hostile h = { .mode = mode };
+    int64_t deadline, worst = 0;
+    int saved_stderr, log_fd;
+    GThread *peer;
+    Side b;
+
+    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(h.listen_fd, >=, 0);
+    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
+    unlink(sock);
+    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
+                         sizeof(sun)), ==, 0);
+    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    peer = g_thread_new("hostile", hostile_peer, &h);
+
+    /* QEMU's stderr goes to @log, so that the reason can be checked. */
+    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    g_assert_cmpint(log_fd, >=, 0);
+    saved_stderr = dup(STDERR_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    side_start(&b, sock, false, "memfd", "side-b", NULL);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    close(log_fd);
+
+    /* From the start: the walk begins as soon as the link is up. */
+    deadline = g_get_monotonic_time() + within_ms * 1000;
+    do {
+        int64_t took = qmp_latency(b.qts);
+
+        worst = MAX(worst, took);
+        g_assert_cmpint(took, <, 100 * 1000);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    } while (!qatomic_read(&h.closed));
+    g_thread_join(peer);
+    g_test_message("%u MAPs before the link was dropped; QMP at worst %"
+                   PRId64 " us", h.maps, worst);
+    g_assert_cmpuint(h.maps, >=, 1);
+    g_assert_cmpuint(mx_stat(&b, "link-ups"), >=, 1);
+    g_assert(!link_up(&b));
+    /* After the drop too. */
+    g_assert_cmpint(qmp_latency(b.qts), <, 100 * 1000);
+
+    side_stop(&b);
+    close(h.listen_fd);
+    g_assert(g_file_get_contents(log, &text, NULL, NULL));
+    g_assert(strstr(text, reason));
+}
+
+static void test_hostile_tiny_map(void)
+{
+    run_hostile_exporter(HOSTILE_TINY_MAP, 5000,
+                         "bad MAP_REPLY for 0x0: it covers less than a"
+                         " page");
+}
+
+static void test_hostile_page_map(void)
+{
+    run_hostile_exporter(HOSTILE_PAGE_MAP, 5000,
+                         "the mapping walk needs more than 1024 MAPs");
+}
+
+static void test_hostile_silent_map(void)
+{
+    run_hostile_exporter(HOSTILE_SILENT_MAP,
+                         MAP_TIMEOUT_MS + 5000,
+                         "the peer did not answer MAP in time");
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -807,6 +1199,12 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/migration-blocked", test_migration_blocked);
     qtest_add_func("/memexpose/hotplug", test_hotplug);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
+    qtest_add_func("/memexpose/invalidate-storm", test_invalidate_storm);
+    qtest_add_func("/memexpose/invalidate-storm-loaded",
+                   test_invalidate_storm_loaded);
+    qtest_add_func("/memexpose/hostile/tiny-map", test_hostile_tiny_map);
+    qtest_add_func("/memexpose/hostile/page-map", test_hostile_page_map);
+    qtest_add_func("/memexpose/hostile/silent-map", test_hostile_silent_map);
     ret = g_test_run();
 
     g_rmdir(tmpdir);

@@ -233,12 +233,11 @@ void memexpose_unrealize(MemexposeState *s)
         QSIMPLEQ_REMOVE_HEAD(&s->work, next);
         g_free(w);
     }
-    memexpose_unmap_all(s);
+    memexpose_window_finalize(s);
     /* The subregion holds a reference on its owner, us: let go of it. */
     memory_region_del_subregion(&s->window, &s->forward);
     qemu_bh_delete(s->link_bh);
     qemu_bh_delete(s->irq_bh);
-    qemu_bh_delete(s->remap_bh);
     g_free(s->rxq);
     g_free(s->exports);
     g_array_free(s->granted, true);

@@ -125,7 +125,7 @@ static void mx_send_bye(MemexposeState *s, MxpErr code)
 void memexpose_link_drop(MemexposeState *s, const char *reason,
                          bool disconnect)
 {
-    MemexposeCall *call;
+    MemexposeCall *call, *tmp;
     bool was_connected;
 
     qemu_mutex_lock(&s->lock);
@@ -140,9 +140,14 @@ void memexpose_link_drop(MemexposeState *s, const char *reason,
     }
     s->connected = false;
     s->hello_sent = false;
-    QLIST_FOREACH(call, &s->calls, next) {
+    s->ping_id = 0;
+    QLIST_FOREACH_SAFE(call, &s->calls, next, tmp) {
         call->done = true;
-        call->err = -1;
+        call->err = MX_CALL_LINK_DOWN;
+        if (call->notify) {
+            QLIST_REMOVE(call, next);
+            qemu_bh_schedule(call->notify);
+        }
     }
     qemu_cond_broadcast(&s->cond);
     /* Under @lock: a stopped I/O thread would leak the BH. */
@@ -172,9 +177,10 @@ void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
     reason = g_strdup_vprintf(fmt, ap);
     va_end(ap);
 
+    /* The reason first: the peer may hang up as soon as it reads ERROR. */
+    memexpose_link_down(s, reason);
     memexpose_send(s, &msg, -1);
     mx_send_bye(s, MXP_E_PROTOCOL);
-    memexpose_link_down(s, reason);
 }
 
 static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
@@ -239,15 +245,58 @@ int memexpose_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 }
 
 /*
- * For requests no guest access waits on (the mapping walk): a peer whose
- * machine is still starting may hold its BQL for longer than an access
- * may take, and that is no reason to drop the link.
+ * For a guest command whose answer may take the peer a while (BOOT_CMD:
+ * the target may still be starting): bounded by the longer of the access
+ * timeout and MEMEXPOSE_PATIENT_TIMEOUT_MS, with the BQL dropped.
  */
 int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
                            MemexposeCall *call)
 {
     return mx_call(s, req, call, false,
                    MAX(s->timeout_ms, MEMEXPOSE_PATIENT_TIMEOUT_MS));
+}
+
+/*
+ * Send @req without waiting: once the reply is in, or the link failed,
+ * @call is done and @call->notify is scheduled.  The caller bounds the
+ * wait itself (memexpose_call_cancel()).  Returns 0, or
+ * MX_CALL_LINK_DOWN if there is no link.
+ */
+int memexpose_call_async(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
+{
+    assert(call->notify);
+    qemu_mutex_lock(&s->lock);
+    if (!s->up) {
+        qemu_mutex_unlock(&s->lock);
+        return MX_CALL_LINK_DOWN;
+    }
+    call->id = ++s->next_id;
+    call->type = req->hdr.type;
+    call->done = false;
+    call->err = 0;
+    call->fd = -1;
+    req->hdr.id = call->id;
+    QLIST_INSERT_HEAD(&s->calls, call, next);
+    qemu_mutex_unlock(&s->lock);
+
+    memexpose_send(s, req, -1);
+    return 0;
+}
+
+/* Give up an asynchronous call; true if it was still outstanding. */
+bool memexpose_call_cancel(MemexposeState *s, MemexposeCall *call)
+{
+    bool pending;
+
+    qemu_mutex_lock(&s->lock);
+    pending = !call->done && call->id;
+    if (pending) {
+        QLIST_REMOVE(call, next);
+        call->done = true;
+        call->err = MX_CALL_TIMEOUT;
+    }
+    qemu_mutex_unlock(&s->lock);
+    return pending;
 }
 
 /*
@@ -314,6 +363,7 @@ static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
     s->tx_credits = h->queue_depth;
     s->tx_was_busy = false;
     s->up = true;
+    s->ping_id = 0;
     s->epoch++;
     s->stats.link_ups++;
     g_array_set_size(s->granted, 0);
@@ -375,12 +425,17 @@ static bool mx_complete_call(MemexposeState *s, const MxpMsg *msg, int fd)
     case MXP_MAP_REPLY:
         call->map = msg->u.map_reply;
         call->fd = fd;
+        call->inval_gen = s->inval_gen;
         fd = -1;
         break;
     default:
         break;
     }
     call->done = true;
+    if (call->notify) {
+        QLIST_REMOVE(call, next);
+        qemu_bh_schedule(call->notify);
+    }
     qemu_cond_broadcast(&s->cond);
     qemu_mutex_unlock(&s->lock);
     return true;
@@ -473,10 +528,37 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
             fd = -1;
         }
         break;
-    case MXP_PING:
-        memexpose_send_simple(s, MXP_PONG, msg->hdr.id);
+    case MXP_PING: {
+        MxpMsg pong = {
+            .hdr = { .type = MXP_PONG, .id = msg->hdr.id },
+            .u.ping = msg->u.ping,
+        };
+
+        memexpose_send(s, &pong, -1);
+        break;
+    }
+    case MXP_INVALIDATE:
+        /*
+         * Served here, ahead of requests queued for the worker: it needs
+         * neither the BQL nor our memory, so its ACK never waits for a
+         * lock that the peer's own wait for the ACK may be holding up.
+         */
+        if (memexpose_invalidate(s, msg->u.range.addr,
+                                 msg->u.range.length)) {
+            memexpose_send_simple(s, MXP_INVALIDATE_ACK, msg->hdr.id);
+        } else {
+            memexpose_link_down(s, "a peer mapping could not be revoked");
+        }
         break;
     case MXP_PONG:
+        qemu_mutex_lock(&s->lock);
+        if (msg->hdr.id != s->ping_id || msg->u.ping != s->ping_sent_ms) {
+            qemu_mutex_unlock(&s->lock);
+            memexpose_protocol_error(s, "PONG that answers no PING of ours");
+            break;
+        }
+        s->ping_id = 0;
+        qemu_mutex_unlock(&s->lock);
         break;
     case MXP_STATE:
         mx_handle_state(s, msg->u.state);
@@ -558,6 +640,9 @@ static void mx_chr_read(void *opaque, const uint8_t *buf, int size)
     }
 
     assert(size <= (int)mx_bytes_wanted(s));
+    if (s->rxlen == 0) {
+        s->rx_started_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    }
     memcpy(s->rxbuf + s->rxlen, buf, size);
     s->rxlen += size;
 
@@ -618,20 +703,34 @@ static void mx_heartbeat(void *opaque)
 {
     MemexposeState *s = opaque;
     int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
-    MxpMsg ping = { .hdr = { .type = MXP_PING } };
-    bool up, silent;
+    int64_t patience = MX_HEARTBEAT_MISSES * s->heartbeat_ms;
+    MxpMsg ping = { .hdr = { .type = MXP_PING }, .u.ping = now };
+    const char *why = NULL;
+    bool connected, send = false;
 
     qemu_mutex_lock(&s->lock);
-    up = s->up;
-    silent = (s->features & MXP_FEAT_HEARTBEAT) &&
-             now - s->last_rx_ms > MX_HEARTBEAT_MISSES * s->heartbeat_ms;
-    ping.hdr.id = ++s->next_id;
+    connected = s->connected;
+    if (s->rxlen && now - s->rx_started_ms > s->timeout_ms) {
+        /* Bytes of a message that never completes are no sign of life. */
+        why = "the peer left a message unfinished";
+    } else if (!s->up) {
+        /* Nothing to check before the handshake. */
+    } else if (s->ping_id && now - s->ping_sent_ms > patience) {
+        why = "the peer did not answer PING";
+    } else if ((s->features & MXP_FEAT_HEARTBEAT) &&
+               now - s->last_rx_ms > patience) {
+        why = "no heartbeat from the peer";
+    } else if (!s->ping_id) {
+        s->ping_id = ++s->next_id;
+        s->ping_sent_ms = now;
+        ping.hdr.id = s->ping_id;
+        send = true;
+    }
     qemu_mutex_unlock(&s->lock);
 
-    if (up && silent) {
-        memexpose_link_down(s, "no heartbeat from the peer");
-    } else if (up) {
-        ping.u.ping = now;
+    if (why && connected) {
+        memexpose_link_down(s, why);
+    } else if (send) {
         memexpose_send(s, &ping, -1);
     }
     timer_mod(s->heartbeat, now + s->heartbeat_ms);

@@ -88,24 +88,6 @@ static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
     }
 }
 
-static void mx_serve_invalidate(MemexposeState *s, const MxpMsg *req)
-{
-    /* Dropping everything is correct; remap resolves the rest again. */
-    bql_lock();
-    memexpose_unmap_all(s);
-    bql_unlock();
-    /*
-     * TCG vCPUs flush their TLBs lazily but only while outside an RCU
-     * read-side section; after a grace period none can still reach the
-     * old mapping.
-     */
-    synchronize_rcu();
-    memexpose_send_simple(s, MXP_INVALIDATE_ACK, req->hdr.id);
-    bql_lock();
-    memexpose_remap(s);
-    bql_unlock();
-}
-
 static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
 {
     switch (msg->hdr.type) {
@@ -115,9 +97,6 @@ static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
         break;
     case MXP_MAP:
         memexpose_serve_map(s, msg);
-        break;
-    case MXP_INVALIDATE:
-        mx_serve_invalidate(s, msg);
         break;
     case MXP_DOORBELL:
         memexpose_doorbell_receive(s, msg);
@@ -143,6 +122,7 @@ void *memexpose_worker(void *opaque)
 {
     MemexposeState *s = opaque;
     MemexposeWork *w;
+    bool counted;
 
     rcu_register_thread();
     qemu_mutex_lock(&s->lock);
@@ -155,8 +135,13 @@ void *memexpose_worker(void *opaque)
         }
         w = QSIMPLEQ_FIRST(&s->work);
         QSIMPLEQ_REMOVE_HEAD(&s->work, next);
+        if (w->msg.hdr.type == MXP_DOORBELL) {
+            /* From here the receive queue (rx_count) accounts for it. */
+            s->nr_doorbell_work--;
+        }
         qemu_mutex_unlock(&s->lock);
 
+        counted = w->msg.hdr.type != MXP_DOORBELL;
         /* Requests of a link that has gone since are void. */
         if (w->epoch == qatomic_read(&s->epoch)) {
             mx_handle_work(s, &w->msg);
@@ -164,6 +149,9 @@ void *memexpose_worker(void *opaque)
         g_free(w);
 
         qemu_mutex_lock(&s->lock);
+        if (!counted) {
+            continue;
+        }
         if (s->nr_work-- == MEMEXPOSE_MAX_WORK && !s->stopping) {
             aio_bh_schedule_oneshot(iothread_get_aio_context(s->iothread),
                                     mx_accept_input_bh, s);
@@ -174,10 +162,29 @@ void *memexpose_worker(void *opaque)
     return NULL;
 }
 
+/*
+ * I/O thread: hand the peer's request to the worker.  Doorbells are
+ * bounded by the credits we gave, so only the other requests count
+ * towards MEMEXPOSE_MAX_WORK (see "Concurrency" in the spec).
+ */
 void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg)
 {
-    MemexposeWork *w = g_new(MemexposeWork, 1);
+    bool doorbell = msg->hdr.type == MXP_DOORBELL;
+    MemexposeWork *w;
 
+    if (doorbell) {
+        bool credit;
+
+        qemu_mutex_lock(&s->lock);
+        credit = s->rx_count + s->nr_doorbell_work < s->queue_depth;
+        s->nr_doorbell_work += credit;
+        qemu_mutex_unlock(&s->lock);
+        if (!credit) {
+            memexpose_protocol_error(s, "doorbell without credit");
+            return;
+        }
+    }
+    w = g_new(MemexposeWork, 1);
     w->msg = *msg;
     /* Copy the data: the receive buffer is reused for the next message. */
     if (msg->hdr.type == MXP_WRITE) {
@@ -190,7 +197,7 @@ void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg)
     qemu_mutex_lock(&s->lock);
     w->epoch = s->epoch;
     QSIMPLEQ_INSERT_TAIL(&s->work, w, next);
-    s->nr_work++;
+    s->nr_work += !doorbell;
     qemu_cond_signal(&s->work_cond);
     qemu_mutex_unlock(&s->lock);
 }

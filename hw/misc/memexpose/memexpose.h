@@ -47,7 +47,11 @@ typedef struct MemexposeDoorbell {
     uint8_t data[MXP_MAX_DOORBELL_DATA];
 } MemexposeDoorbell;
 
-/* One request of ours waiting for the peer's reply. */
+/*
+ * One request of ours waiting for the peer's reply.  A caller of
+ * memexpose_call() waits for it; one of memexpose_call_async() gives a
+ * @notify BH that runs once the reply is in or the call failed.
+ */
 typedef struct MemexposeCall {
     uint64_t id;
     uint64_t addr;              /* READ: the address asked for */
@@ -58,6 +62,8 @@ typedef struct MemexposeCall {
     uint8_t data[MXP_MAX_DATA];
     MxpMapReply map;
     int fd;
+    uint32_t inval_gen;         /* MAP: INVALIDATEs seen when answered */
+    QEMUBH *notify;
     QLIST_ENTRY(MemexposeCall) next;
 } MemexposeCall;
 
@@ -76,8 +82,12 @@ typedef struct MemexposeBootRequest {
     QSIMPLEQ_ENTRY(MemexposeBootRequest) next;
 } MemexposeBootRequest;
 
-/* Peer requests queued for the worker before we stop reading the socket. */
-#define MEMEXPOSE_MAX_WORK          64
+/*
+ * Peer requests (doorbells aside) queued for the worker before we stop
+ * reading the socket.  An honest QEMU peer has at most one forwarded
+ * access per vCPU, one MAP and one boot command outstanding.
+ */
+#define MEMEXPOSE_MAX_WORK          256
 
 /* More pending boot requests than this are answered BUSY. */
 #define MEMEXPOSE_MAX_BOOT_REQUESTS 8
@@ -144,17 +154,21 @@ struct MemexposeState {
     uint32_t max_data;
     uint64_t next_id;
     QLIST_HEAD(, MemexposeCall) calls;
-    int64_t last_rx_ms;
+    int64_t last_rx_ms;         /* last complete message */
+    uint64_t ping_id;           /* our PING awaiting its PONG, or 0 */
+    int64_t ping_sent_ms;       /* ... and its cookie */
     QEMUTimer *heartbeat;
 
     /* Receive side, only touched in the iothread */
     uint8_t rxbuf[MXP_MAX_MESSAGE];
     uint32_t rxlen;
+    int64_t rx_started_ms;      /* first byte of the message in rxbuf */
     int rxfds[MXP_MAX_FDS * 2];
     unsigned nr_rxfds;
 
     QSIMPLEQ_HEAD(, MemexposeWork) work;
-    unsigned nr_work;
+    unsigned nr_work;           /* queued requests other than doorbells */
+    unsigned nr_doorbell_work;  /* queued doorbells */
 
     /* Doorbells */
     uint32_t tx_credits;
@@ -193,11 +207,21 @@ struct MemexposeState {
     /* Window (BQL) */
     MemoryRegion window;
     MemoryRegion forward;
-    QLIST_HEAD(, MemexposeMapping) mappings;
     QEMUBH *remap_bh;
     QEMUBH *link_bh;
     QEMUBH *irq_bh;
-    uint32_t map_generation;    /* bumped whenever mappings are dropped */
+    /* Importer's mapping walk (BQL) */
+    MemexposeCall walk_call;    /* the one MAP outstanding */
+    bool walk_pending;
+    bool walk_restart;          /* start afresh once walk_call is done */
+    uint64_t walk_base;
+    uint64_t walk_off;
+    unsigned walk_maps;
+    QEMUBH *walk_bh;
+    QEMUTimer *walk_timer;
+    /* Importer's mappings, under memexpose-import.c's mapping lock */
+    QLIST_HEAD(, MemexposeMapping) mappings;
+    uint32_t inval_gen;         /* INVALIDATEs received; I/O thread writes */
 
     /* Exporter: RAM ranges handed out as fds on this link (@lock) */
     GArray *granted;
@@ -228,6 +252,9 @@ int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
                             MemexposeCall *call);
 int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
                            MemexposeCall *call);
+int memexpose_call_async(MemexposeState *s, MxpMsg *req,
+                         MemexposeCall *call);
+bool memexpose_call_cancel(MemexposeState *s, MemexposeCall *call);
 void memexpose_send(MemexposeState *s, MxpMsg *msg, int fd);
 void memexpose_send_simple(MemexposeState *s, MxpType type, uint64_t id);
 void memexpose_reply_error(MemexposeState *s, const MxpMsg *req,
