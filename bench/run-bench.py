@@ -53,10 +53,13 @@ COPY_SIZE = int(os.environ.get("MXBENCH_COPY_MIB", "32")) << 20
 COPY_REPS = int(os.environ.get("MXBENCH_COPY_REPS", "21"))
 LOAD_COUNT = int(os.environ.get("MXBENCH_LOAD_COUNT", "2000"))
 DB_COUNT = int(os.environ.get("MXBENCH_DB_COUNT", "1000"))
+FLOOR_COUNT = int(os.environ.get("MXBENCH_FLOOR_COUNT", "1000"))
 DB_WARMUP = 20
 DB_ROUNDS = int(os.environ.get("MXBENCH_DB_ROUNDS", "6"))
 BOOT_TIMEOUT = float(os.environ.get("MEMEXPOSE_BOOT_TIMEOUT", "180"))
 PEER_NAME_OFF = 0x300           # memexpose register block: PEER_NAME
+BIOS_ROM = 0xfffc0000           # pc.bios: RAM-backed ROM, forwarded
+BIOS_ROM_SIZE = 0x40000
 MEMEXPOSE_ID = ("0x1b36", "0x00f0")
 MX = "/dev/memexpose0"
 IVS = "/dev/ivshmem-bench"
@@ -135,6 +138,7 @@ class Bench:
         self.server = None
         self.a = self.b = None
         self.res = {}
+        self.floor_ns = {}
         self.switches = {}
         self.log_lines = []
         self.load_at_start = " ".join("%.2f" % x for x in os.getloadavg())
@@ -206,10 +210,12 @@ class Bench:
         ivs = ["-chardev", "socket,id=ivs,path=%s" % self.ivs_sock,
                "-device", "ivshmem-doorbell,id=ivs,chardev=ivs,vectors=1"]
         # A also exports its 32-bit PCI MMIO window read-only, so that B
-        # can reach A's memexpose registers (forwarded, never mapped).
+        # can reach A's memexpose registers (forwarded, never mapped), and
+        # its BIOS ROM (RAM-backed, not a descriptor: forwarded too).
         self.a = Guest("A", os.path.join(self.work, "A"), self.kernel,
                        self.args.initrd, sock, role="server", mem=RAM,
-                       export="0+256M:rw;0xe0000000+0x1ec00000:ro",
+                       export="0+256M:rw;0xe0000000+0x1ec00000:ro;"
+                              "0x%x+0x%x:ro" % (BIOS_ROM, BIOS_ROM_SIZE),
                        window_size="256M", extra_append=APPEND,
                        extra_args=ivs + self.thread_names("A"),
                        log=self.log_lines.append)
@@ -339,11 +345,17 @@ class Bench:
         names = ["forwarded-reads", "refused-accesses"]
         b0 = b.counters(names)
         a0 = a.qom_get("served-reads")
+        self.floor("unix")
+        sw0 = thread_switches(a.proc.pid)
         try:
             out = b.check("mxbench load %s 0x%x %d"
                           % (MX, PEER_NAME_OFF, LOAD_COUNT), timeout=300)
         finally:
+            sw1 = thread_switches(a.proc.pid)
             b.check("memexpose-ctl base 0", timeout=20)
+        worker = (sw1.get("memexpose-srv", 0) -
+                  sw0.get("memexpose-srv", 0)) / LOAD_COUNT
+        self.floor("unix")
         b1 = b.counters(names)
         served = a.qom_get("served-reads") - a0
         kv, s = parse(out)
@@ -369,13 +381,91 @@ class Bench:
             "p50": pct(ns, 50), "p99": pct(ns, 99),
             "local_p50": pct(s["local-ns"], 50),
             "clock_p50": pct(s["clock-ns"], 50),
+            "a_worker_wakeups_per_read": worker,
         }
         say("forwarded 8-byte read of A's register (0x%x): p50 %.1f us, p99 "
-            "%.1f us (%d loads; local RAM load p50 %d ns, clock %d ns)"
+            "%.1f us (%d loads; local RAM load p50 %d ns, clock %d ns; A's "
+            "worker woken %.2f times per read)"
             % (bar0 + PEER_NAME_OFF, pct(ns, 50) / 1e3, pct(ns, 99) / 1e3,
-               LOAD_COUNT, pct(s["local-ns"], 50), pct(s["clock-ns"], 50)))
+               LOAD_COUNT, pct(s["local-ns"], 50), pct(s["clock-ns"], 50),
+               worker))
         self.wait_for(b, "A's RAM mapped again",
                       lambda: b.qom_get("mapped-bytes") >= 256 << 20, 30)
+        self.bench_load_ram()
+
+    def bench_load_ram(self):
+        """A forwarded read that A serves from memory rather than MMIO:
+        A's BIOS ROM (RAM-backed, never handed out as a descriptor)."""
+        a, b = self.a, self.b
+        f0 = b.qom_get("forwarded-reads")
+        a0 = a.qom_get("served-reads")
+        self.floor("unix")
+        b.check("memexpose-ctl base 0x%x" % BIOS_ROM, timeout=20)
+        sw0 = thread_switches(a.proc.pid)
+        try:
+            out = b.check("mxbench load %s 0 %d" % (MX, LOAD_COUNT),
+                          timeout=300)
+        finally:
+            sw1 = thread_switches(a.proc.pid)
+            b.check("memexpose-ctl base 0", timeout=20)
+        self.floor("unix")
+        # A's worker is not woken for reads of RAM: its I/O thread serves
+        # them.
+        worker = (sw1.get("memexpose-srv", 0) -
+                  sw0.get("memexpose-srv", 0)) / LOAD_COUNT
+        fr = b.qom_get("forwarded-reads") - f0
+        served = a.qom_get("served-reads") - a0
+        kv, s = parse(out)
+        expect(kv.get("values-differing") == "0",
+               "forwarded RAM read: values differ")
+        expect(fr >= LOAD_COUNT and served >= LOAD_COUNT,
+               "forwarded RAM read: %d loads, but B forwarded %d and A "
+               "served %d reads" % (LOAD_COUNT, fr, served))
+        ns = s["window-ns"]
+        self.res["load_ram"] = {
+            "count": LOAD_COUNT, "addr": "0x%x" % BIOS_ROM,
+            "forwarded_reads": fr, "served_reads": served,
+            "window_ns": ns, "p50": pct(ns, 50), "p99": pct(ns, 99),
+            "a_worker_wakeups_per_read": worker,
+        }
+        say("forwarded 8-byte read of A's BIOS ROM (0x%x): p50 %.1f us, "
+            "p99 %.1f us (%d loads; A's worker woken %.2f times per read)"
+            % (BIOS_ROM, pct(ns, 50) / 1e3, pct(ns, 99) / 1e3, LOAD_COUNT,
+               worker))
+
+    # ---- the host's own floor ----------------------------------------
+
+    def floor(self, kind):
+        """One host-floor run between two host processes, interleaved
+        with the guest figures so that both see the same load."""
+        out = subprocess.run([self.args.host_floor, kind, str(FLOOR_COUNT)],
+                             stdout=subprocess.PIPE, check=True,
+                             universal_newlines=True).stdout
+        _, s = parse(out)
+        expect(len(s.get("rtt", [])) == FLOOR_COUNT,
+               "host-floor %s: %d samples" % (kind, len(s.get("rtt", []))))
+        self.floor_ns.setdefault(kind, []).extend(s["rtt"])
+
+    def floor_results(self):
+        f = {}
+        for kind, s in self.floor_ns.items():
+            f[kind] = {"p50": pct(s, 50), "p99": pct(s, 99),
+                       "samples": len(s)}
+        ld, d = self.res["load"], self.res["doorbell"]
+        f["forwarded_read_p50_over_unix_p50"] = ld["p50"] / f["unix"]["p50"]
+        f["forwarded_ram_read_p50_over_unix_p50"] = (
+            self.res["load_ram"]["p50"] / f["unix"]["p50"])
+        f["doorbell_p50_over_eventfd_p50"] = (d["memexpose_p50"] /
+                                              f["eventfd"]["p50"])
+        self.res["floor"] = f
+        say("host floor: unix socket round trip p50 %.1f us p99 %.1f us; "
+            "eventfd p50 %.1f us p99 %.1f us; forwarded read p50 = %.2f x "
+            "unix (RAM target %.2f x), doorbell p50 = %.2f x eventfd"
+            % (f["unix"]["p50"] / 1e3, f["unix"]["p99"] / 1e3,
+               f["eventfd"]["p50"] / 1e3, f["eventfd"]["p99"] / 1e3,
+               f["forwarded_read_p50_over_unix_p50"],
+               f["forwarded_ram_read_p50_over_unix_p50"],
+               f["doorbell_p50_over_eventfd_p50"]))
 
     # ---- 3. doorbell round trips -------------------------------------
 
@@ -445,6 +535,8 @@ class Bench:
             # another.
             order = kinds[r % 3:] + kinds[:r % 3]
             p50s = {}
+            self.floor("eventfd")
+            self.floor("unix")
             for kind in order:
                 s = self.pingpong(kind, ida, idb)
                 rtt[kind] += s
@@ -501,6 +593,7 @@ class Bench:
     # ---- output ------------------------------------------------------
 
     def write_results(self):
+        self.floor_results()
         r = self.res
         c, ld, d = r["copy"], r["load"], r["doorbell"]
         host = {
@@ -563,6 +656,30 @@ class Bench:
             "| forwarded 8-byte read p50 / p99 (us) | %s / %s | local RAM "
             "load p50 %d ns | -- | (reported) |"
             % (us(ld["p50"]), us(ld["p99"]), ld["local_p50"]),
+            "| forwarded 8-byte read p50 (us), MMIO target | %s | %s (host "
+            "unix-socket round trip p50) | %.2f | <= 3: %s |"
+            % (us(ld["p50"]), us(r["floor"]["unix"]["p50"]),
+               r["floor"]["forwarded_read_p50_over_unix_p50"],
+               verdict(r["floor"]["forwarded_read_p50_over_unix_p50"] <= 3)),
+            "| forwarded 8-byte read p50 (us), RAM target (A's BIOS ROM) | %s "
+            "| %s (host unix-socket round trip p50) | %.2f | <= 3: %s |"
+            % (us(r["load_ram"]["p50"]), us(r["floor"]["unix"]["p50"]),
+               r["floor"]["forwarded_ram_read_p50_over_unix_p50"],
+               verdict(r["floor"]["forwarded_ram_read_p50_over_unix_p50"]
+                       <= 3)),
+            "| doorbell round trip p50 (us) | %s | %s (host eventfd round "
+            "trip p50) | %.2f | (reported) |"
+            % (us(d["memexpose_p50"]), us(r["floor"]["eventfd"]["p50"]),
+               r["floor"]["doorbell_p50_over_eventfd_p50"]),
+            "",
+            "Host floor, between two host processes in the same run, "
+            "interleaved with the guest figures: unix-socket round trip "
+            "(8 bytes each way) p50 %s us, p99 %s us; eventfd round trip "
+            "p50 %s us, p99 %s us (%d samples each)."
+            % (us(r["floor"]["unix"]["p50"]), us(r["floor"]["unix"]["p99"]),
+               us(r["floor"]["eventfd"]["p50"]),
+               us(r["floor"]["eventfd"]["p99"]),
+               r["floor"]["unix"]["samples"]),
             "",
             "## 1. Copy bandwidth",
             "",
@@ -781,7 +898,9 @@ def main():
     ap.add_argument("--qemu", default=os.environ.get(
         "MEMEXPOSE_QEMU", harness.DEFAULT_QEMU))
     ap.add_argument("--ivshmem-server", default=os.path.join(
-        TOP, "build", "qemu", "contrib", "ivshmem-server", "ivshmem-server"))
+        harness.QEMU_BUILD, "contrib", "ivshmem-server", "ivshmem-server"))
+    ap.add_argument("--host-floor", default=os.path.join(
+        TOP, "build", "bench", "host-floor"))
     args = ap.parse_args()
     harness.install_signal_handlers()
     os.environ["MEMEXPOSE_QEMU"] = args.qemu

@@ -46,6 +46,10 @@ if ! command -v gnuplot >/dev/null 2>&1; then
     fi
 fi
 
+# The host's floor (bench/host-floor.c), measured beside the guests.
+gcc -O2 -Wall -Wextra -Werror -o "$out/host-floor" "$top/bench/host-floor.c" ||
+    die "building host-floor failed"
+
 # Guest pieces.
 gcc -static -O2 -Wall -Wextra -Werror -I"$top/linux-driver/include/uapi" \
     -I"$top/bench/guest" -o "$out/mxbench" "$top/bench/guest/mxbench.c" ||
@@ -58,4 +62,5 @@ sh "$top/bench/build-initramfs.sh" "$out/initramfs.cpio.gz" "$out/mxbench" \
     { cat "$out/initramfs.log" >&2; die "building the bench initramfs failed"; }
 
 exec python3 "$top/bench/run-bench.py" --initrd "$out/initramfs.cpio.gz" \
-    --qemu "$qemu" --ivshmem-server "$server" --out "$out" "$@"
+    --qemu "$qemu" --ivshmem-server "$server" --host-floor "$out/host-floor" \
+    --out "$out" "$@"

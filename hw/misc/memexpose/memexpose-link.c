@@ -183,17 +183,13 @@ void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
     mx_send_bye(s, MXP_E_PROTOCOL);
 }
 
-static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
-                   bool keep_bql, uint32_t timeout_ms)
+/* Give @req an id, register @call for its reply and send it. */
+static bool mx_call_send(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 {
-    bool had_bql = !keep_bql && bql_locked();
-    int64_t deadline;
-    bool timed_out;
-
     qemu_mutex_lock(&s->lock);
     if (!s->up) {
         qemu_mutex_unlock(&s->lock);
-        return MX_CALL_LINK_DOWN;
+        return false;
     }
     call->id = ++s->next_id;
     call->type = req->hdr.type;
@@ -205,6 +201,19 @@ static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
     qemu_mutex_unlock(&s->lock);
 
     memexpose_send(s, req, -1);
+    return true;
+}
+
+static int mx_call(MemexposeState *s, MxpMsg *req, MemexposeCall *call,
+                   bool keep_bql, uint32_t timeout_ms)
+{
+    bool had_bql = !keep_bql && bql_locked();
+    int64_t deadline;
+    bool timed_out;
+
+    if (!mx_call_send(s, req, call)) {
+        return MX_CALL_LINK_DOWN;
+    }
 
     if (had_bql) {
         bql_unlock();
@@ -265,21 +274,9 @@ int memexpose_call_patient(MemexposeState *s, MxpMsg *req,
 int memexpose_call_async(MemexposeState *s, MxpMsg *req, MemexposeCall *call)
 {
     assert(call->notify);
-    qemu_mutex_lock(&s->lock);
-    if (!s->up) {
-        qemu_mutex_unlock(&s->lock);
+    if (!mx_call_send(s, req, call)) {
         return MX_CALL_LINK_DOWN;
     }
-    call->id = ++s->next_id;
-    call->type = req->hdr.type;
-    call->done = false;
-    call->err = 0;
-    call->fd = -1;
-    req->hdr.id = call->id;
-    QLIST_INSERT_HEAD(&s->calls, call, next);
-    qemu_mutex_unlock(&s->lock);
-
-    memexpose_send(s, req, -1);
     return 0;
 }
 
@@ -537,6 +534,12 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
         memexpose_send(s, &pong, -1);
         break;
     }
+    case MXP_READ:
+    case MXP_WRITE:
+        if (!memexpose_serve_access_now(s, msg)) {
+            memexpose_queue_work(s, msg);
+        }
+        break;
     case MXP_INVALIDATE:
         /*
          * Served here, ahead of requests queued for the worker: it needs

@@ -28,6 +28,81 @@ void memexpose_note_recursion(void)
     mx_recursed = true;
 }
 
+static bool mx_access_size_ok(MemexposeState *s, const MxpAccess *acc)
+{
+    bool plain = acc->size == 1 || acc->size == 2 || acc->size == 4 ||
+                 acc->size == 8;
+
+    return acc->size <= s->max_data &&
+           (plain || (s->features & MXP_FEAT_BULK));
+}
+
+/* The access was performed: ACK a WRITE, READ_REPLY a READ. */
+static void mx_reply_access(MemexposeState *s, const MxpMsg *req,
+                            const uint8_t *data)
+{
+    const MxpAccess *acc = &req->u.access;
+
+    if (req->hdr.type == MXP_WRITE) {
+        qatomic_inc(&s->stats.served_writes);
+        memexpose_send_simple(s, MXP_ACK, req->hdr.id);
+    } else {
+        MxpMsg reply = {
+            .hdr = { .type = MXP_READ_REPLY, .id = req->hdr.id },
+            .u.access = { .addr = acc->addr, .size = acc->size,
+                          .data = data },
+        };
+
+        qatomic_inc(&s->stats.served_reads);
+        memexpose_send(s, &reply, -1);
+    }
+}
+
+/*
+ * I/O thread: perform a READ or WRITE of our RAM at once, without waking
+ * the worker and without the BQL.  Only when nothing is queued before it
+ * (requests are performed in the order received) and only for plain RAM
+ * that the policy lets the peer reach; MMIO, ROM, peer memory in a
+ * window and every refusal go to the worker.  True if served.
+ */
+bool memexpose_serve_access_now(MemexposeState *s, const MxpMsg *req)
+{
+    const MxpAccess *acc = &req->u.access;
+    bool write = req->hdr.type == MXP_WRITE;
+    const MemexposeExport *exp;
+    uint8_t data[MXP_MAX_DATA];
+    MemoryRegionCache cache;
+    bool idle, direct;
+
+    qemu_mutex_lock(&s->lock);
+    idle = QSIMPLEQ_EMPTY(&s->work) && !s->worker_busy;
+    qemu_mutex_unlock(&s->lock);
+    if (!idle || !mx_access_size_ok(s, acc)) {
+        return false;
+    }
+    exp = memexpose_find_export(s, acc->addr, acc->size);
+    if (!exp || (write && !exp->writable)) {
+        return false;
+    }
+    /* A cache maps only RAM directly (ptr); it never dispatches MMIO. */
+    direct = address_space_cache_init(&cache, &address_space_memory,
+                                      acc->addr, acc->size, write) ==
+             acc->size &&
+             cache.ptr && !memexpose_is_imported(cache.mrs.mr);
+    if (direct && write) {
+        address_space_write_cached(&cache, 0, acc->data, acc->size);
+        /* Dirty tracking and translated code see the write. */
+        address_space_cache_invalidate(&cache, 0, acc->size);
+    } else if (direct) {
+        address_space_read_cached(&cache, 0, data, acc->size);
+    }
+    address_space_cache_destroy(&cache);
+    if (direct) {
+        mx_reply_access(s, req, data);
+    }
+    return direct;
+}
+
 static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
 {
     const MxpAccess *acc = &req->u.access;
@@ -35,11 +110,8 @@ static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
     const MemexposeExport *exp;
     uint8_t data[MXP_MAX_DATA];
     MemTxResult res;
-    bool plain = acc->size == 1 || acc->size == 2 || acc->size == 4 ||
-                 acc->size == 8;
 
-    if (acc->size > s->max_data ||
-        (!plain && !(s->features & MXP_FEAT_BULK))) {
+    if (!mx_access_size_ok(s, acc)) {
         memexpose_reply_error(s, req, MXP_E_UNSUPPORTED, acc->addr);
         return;
     }
@@ -73,19 +145,7 @@ static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
         memexpose_reply_error(s, req, MXP_E_ACCESS, acc->addr);
         return;
     }
-    if (write) {
-        qatomic_inc(&s->stats.served_writes);
-        memexpose_send_simple(s, MXP_ACK, req->hdr.id);
-    } else {
-        MxpMsg reply = {
-            .hdr = { .type = MXP_READ_REPLY, .id = req->hdr.id },
-            .u.access = { .addr = acc->addr, .size = acc->size,
-                          .data = data },
-        };
-
-        qatomic_inc(&s->stats.served_reads);
-        memexpose_send(s, &reply, -1);
-    }
+    mx_reply_access(s, req, data);
 }
 
 static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
@@ -139,6 +199,7 @@ void *memexpose_worker(void *opaque)
             /* From here the receive queue (rx_count) accounts for it. */
             s->nr_doorbell_work--;
         }
+        s->worker_busy = true;
         qemu_mutex_unlock(&s->lock);
 
         counted = w->msg.hdr.type != MXP_DOORBELL;
@@ -149,6 +210,7 @@ void *memexpose_worker(void *opaque)
         g_free(w);
 
         qemu_mutex_lock(&s->lock);
+        s->worker_busy = false;
         if (!counted) {
             continue;
         }

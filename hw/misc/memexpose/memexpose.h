@@ -169,6 +169,7 @@ struct MemexposeState {
     QSIMPLEQ_HEAD(, MemexposeWork) work;
     unsigned nr_work;           /* queued requests other than doorbells */
     unsigned nr_doorbell_work;  /* queued doorbells */
+    bool worker_busy;           /* the worker is performing a request */
 
     /* Doorbells */
     uint32_t tx_credits;
@@ -269,6 +270,7 @@ void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
 /* Serving the peer (memexpose-serve.c) */
 void *memexpose_worker(void *opaque);
 void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg);
+bool memexpose_serve_access_now(MemexposeState *s, const MxpMsg *msg);
 bool memexpose_in_service(void);
 void memexpose_note_recursion(void);
 
