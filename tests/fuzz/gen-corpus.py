@@ -25,7 +25,7 @@ FLAG_FD = 1
 
 (HELLO, BYE, ERROR, PING, PONG, READ, READ_REPLY, WRITE, ACK, MAP,
  MAP_REPLY, INVALIDATE, INVALIDATE_ACK, DOORBELL, CREDIT, BOOT, RESET,
- HALT, STATE) = range(1, 20)
+ HALT, STATE, DB_RING, DB_EVENT, DB_SPACE) = range(1, 23)
 
 
 def msg(mtype, payload=b'', msg_id=0, flags=0, length=None):
@@ -104,6 +104,9 @@ SEEDS = {
     'reset': (0, msg(RESET)),
     'halt': (0, msg(HALT)),
     'state': (0, msg(STATE, struct.pack('<II', 2, 0))),
+    'db-ring': (1, msg(DB_RING, struct.pack('<II', 32, 0), flags=FLAG_FD)),
+    'db-event': (1, msg(DB_EVENT, struct.pack('<II', 3, 0), flags=FLAG_FD)),
+    'db-space': (0, msg(DB_SPACE)),
 
     # Malformed ones, one defect each.
     'bad-short-header': (0, msg(PING, struct.pack('<Q', 1))[:8]),
@@ -111,7 +114,12 @@ SEEDS = {
     'bad-trailing': (0, msg(PING, struct.pack('<Q', 1)) + b'\0'),
     'bad-too-long': (0, msg(WRITE, length=0xFFFFFFFF)),
     'bad-type-0': (0, msg(0)),
-    'bad-type-20': (0, msg(20)),
+    'bad-type-23': (0, msg(23)),
+    'bad-db-ring-no-fd': (0, msg(DB_RING, struct.pack('<II', 32, 0))),
+    'bad-db-ring-depth': (1, msg(DB_RING, struct.pack('<II', 1025, 0),
+                                 flags=FLAG_FD)),
+    'bad-db-event-vector': (1, msg(DB_EVENT, struct.pack('<II', 64, 0),
+                                   flags=FLAG_FD)),
     'bad-flags': (0, msg(PING, struct.pack('<Q', 1), flags=2)),
     'bad-fd-missing': (0, map_reply(0, 3, 0x40000, 0x1000, 0)),
     'bad-fd-unexpected': (1, msg(PING, struct.pack('<Q', 1))),

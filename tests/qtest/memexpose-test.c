@@ -17,6 +17,8 @@
 #include "qobject/qdict.h"
 #include "qemu/atomic.h"
 #include "qemu/cutils.h"
+#include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/un.h>
 
 #define RAM_SIZE        (128 * 1024 * 1024)
@@ -384,12 +386,26 @@ static void expect_doorbell(Side *s, unsigned vector, const char *payload)
     reg_write(s, MX_REG_DB_RX_POP, 1);
 }
 
-static void test_doorbell(void)
+static bool uses_ring(Side *s)
 {
+    return reg_read(s, MX_REG_FEATURES) & MXP_FEAT_DB_RING;
+}
+
+/*
+ * @extra_b: B's properties besides queue-depth; @ring: whether the two
+ * should agree on doorbell rings (else DOORBELL messages on the socket).
+ */
+static void run_doorbell(const char *extra_b, bool ring)
+{
+    g_autofree char *props_b = g_strdup_printf("queue-depth=4%s%s",
+                                               extra_b ? "," : "",
+                                               extra_b ? extra_b : "");
     Side a, b;
     int i;
 
-    start_pair(&a, &b, "memfd", "queue-depth=4", "memfd", "queue-depth=4");
+    start_pair(&a, &b, "memfd", "queue-depth=4", "memfd", props_b);
+    g_assert_cmpint(uses_ring(&a), ==, ring);
+    g_assert_cmpint(uses_ring(&b), ==, ring);
     g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_CREDITS), ==, 4);
 
     /* B -> A with payload; MSI-X vectors are masked: pending bit set. */
@@ -439,6 +455,88 @@ static void test_doorbell(void)
 
     side_stop(&b);
     side_stop(&a);
+}
+
+static void test_doorbell(void)
+{
+    run_doorbell(NULL, true);
+}
+
+/* A peer without doorbell rings (an older one) gets socket doorbells. */
+static void test_doorbell_socket(void)
+{
+    run_doorbell("doorbell-ring=off", false);
+}
+
+/*
+ * B sends as fast as it can, A drains only when B is refused: every
+ * round ends BUSY, and A receives every accepted doorbell, in order.
+ */
+static void run_doorbell_flood(const char *extra_b, bool ring)
+{
+    enum { DEPTH = 16, TOTAL = 1000 };
+    g_autofree char *props_b = g_strdup_printf("queue-depth=%d%s%s", DEPTH,
+                                               extra_b ? "," : "",
+                                               extra_b ? extra_b : "");
+    g_autofree char *props_a = g_strdup_printf("queue-depth=%d", DEPTH);
+    unsigned sent = 0, received = 0, busy = 0;
+    Side a, b;
+
+    start_pair(&a, &b, "memfd", props_a, "memfd", props_b);
+    g_assert_cmpint(uses_ring(&b), ==, ring);
+    while (received < TOTAL) {
+        unsigned round = 0;
+
+        /* Fill A's queue until B is told BUSY. */
+        while (sent < TOTAL) {
+            g_autofree char *p = g_strdup_printf("seq %u", sent);
+
+            send_doorbell(&b, sent % 4, p);
+            if (reg_read(&b, MX_REG_DB_TX_STATUS) == MX_TX_BUSY) {
+                busy++;
+                break;
+            }
+            g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_STATUS), ==,
+                             MX_TX_OK);
+            sent++;
+            round++;
+        }
+        g_assert_cmpuint(round, <=, DEPTH);
+        wait_rx(&a, sent - received);
+        while (received < sent) {
+            g_autofree char *p = g_strdup_printf("seq %u", received);
+
+            expect_doorbell(&a, received % 4, p);
+            received++;
+        }
+        if (sent < TOTAL) {
+            /* B was refused: it hears that it may send again. */
+            wait_reg_set(&b, MX_REG_INTR_STATUS, MX_INTR_TX_READY);
+            reg_write(&b, MX_REG_INTR_STATUS, MX_INTR_TX_READY);
+            wait_reg_set(&b, MX_REG_DB_TX_CREDITS, ~0U);
+        }
+    }
+    g_test_message("%u doorbells, %u refused as busy", sent, busy);
+    g_assert_cmpuint(busy, >=, TOTAL / DEPTH - 1);
+    g_assert_cmpuint(mx_stat(&b, "doorbells-sent"), ==, TOTAL);
+    g_assert_cmpuint(mx_stat(&b, "doorbells-dropped"), ==, busy);
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, TOTAL);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 1);
+    g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
+static void test_doorbell_flood(void)
+{
+    run_doorbell_flood(NULL, true);
+}
+
+static void test_doorbell_flood_socket(void)
+{
+    run_doorbell_flood("doorbell-ring=off", false);
 }
 
 /* The peer dies: accesses complete at once, the link comes back later. */
@@ -1177,6 +1275,270 @@ static void test_hostile_silent_map(void)
                          "the peer did not answer MAP in time");
 }
 
+/* ---- a hostile doorbell-ring peer, played by the test ---- */
+
+typedef enum RingMode {
+    RING_UNSEALED,              /* DB_RING with a memfd that can shrink */
+    RING_NOT_EVENTFD,           /* DB_EVENT with a pipe */
+    RING_PRODUCER,              /* publishes more entries than slots */
+    RING_CONSUMER,              /* frees entries that were never sent */
+} RingMode;
+
+typedef struct RingPeer {
+    RingMode mode;
+    int listen_fd;
+    bool up;                    /* QEMU's ring and eventfd are ours */
+    bool closed;                /* QEMU hung up */
+} RingPeer;
+
+#define RING_DEPTH      4
+
+/* One message, and the fd that came with it (or -1). */
+static bool ring_recv(int fd, uint8_t *buf, MxpMsg *msg, int *rfd)
+{
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { .iov_base = buf, .iov_len = MXP_HEADER_SIZE };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = control, .msg_controllen = sizeof(control),
+    };
+    struct cmsghdr *cmsg;
+    MxpHeader hdr;
+
+    *rfd = -1;
+    if (recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != MXP_HEADER_SIZE) {
+        return false;
+    }
+    for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+            memcpy(rfd, CMSG_DATA(cmsg), sizeof(int));
+        }
+    }
+    g_assert_cmpint(mxp_decode_header(buf, MXP_HEADER_SIZE, &hdr), ==,
+                    MXP_OK);
+    if (!read_full(fd, buf + MXP_HEADER_SIZE, hdr.length)) {
+        return false;
+    }
+    g_assert_cmpint(mxp_decode(buf, MXP_HEADER_SIZE + hdr.length,
+                               *rfd >= 0, msg), ==, MXP_OK);
+    return true;
+}
+
+static void ring_send(int fd, const MxpMsg *msg, int payload_fd)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    char control[CMSG_SPACE(sizeof(int))] = { 0 };
+    int len = mxp_encode(msg, buf, sizeof(buf));
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct cmsghdr *cmsg;
+
+    g_assert_cmpint(len, >, 0);
+    if (payload_fd >= 0) {
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof(control);
+        cmsg = CMSG_FIRSTHDR(&mh);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &payload_fd, sizeof(int));
+    }
+    /* QEMU may already have hung up on us. */
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != len) {
+        return;
+    }
+}
+
+static int ring_memfd(bool sealed)
+{
+    int fd = memfd_create("hostile-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 4096), ==, 0);
+    if (sealed) {
+        g_assert_cmpint(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW),
+                        ==, 0);
+    }
+    return fd;
+}
+
+static gpointer ring_peer(gpointer opaque)
+{
+    RingPeer *h = opaque;
+    uint8_t buf[MXP_MAX_MESSAGE];
+    MxpMsg msg, hello = {
+        .hdr = { .type = MXP_HELLO },
+        .u.hello = {
+            .magic = MXP_MAGIC, .version_major = MXP_VERSION_MAJOR,
+            .features = MXP_FEAT_DB_RING, .page_size = 4096,
+            .role = MXP_ROLE_DEVICE, .vectors = 1,
+            .queue_depth = RING_DEPTH, .max_data = MXP_MAX_DATA,
+            .name = "hostile",
+        },
+    };
+    MxpMsg ring = { .hdr = { .type = MXP_DB_RING },
+                    .u.ring_depth = RING_DEPTH };
+    MxpMsg event = { .hdr = { .type = MXP_DB_EVENT } };
+    int fd = accept(h->listen_fd, NULL, NULL);
+    int own = ring_memfd(h->mode != RING_UNSEALED);
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    uint8_t *own_map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED,
+                            own, 0);
+    uint8_t *qemu_map = NULL;
+    int qemu_event = -1, rfd;
+    uint32_t qemu_depth = 0;
+    int pipe_fds[2];
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert(own_map != MAP_FAILED);
+    g_assert_cmpint(pipe(pipe_fds), ==, 0);
+    g_assert(ring_recv(fd, buf, &msg, &rfd));
+    g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
+    g_assert(msg.u.hello.features & MXP_FEAT_DB_RING);
+    ring_send(fd, &hello, -1);
+    ring_send(fd, &ring, own);
+    ring_send(fd, &event, h->mode == RING_NOT_EVENTFD ? pipe_fds[1] : efd);
+    if (h->mode == RING_CONSUMER) {
+        /* Slots freed that QEMU never filled. */
+        qatomic_set((uint32_t *)(own_map + MXP_DB_RING_CONSUMER), 100);
+    }
+
+    while (ring_recv(fd, buf, &msg, &rfd)) {
+        MxpMsg reply = { .hdr = { .id = msg.hdr.id } };
+
+        switch (msg.hdr.type) {
+        case MXP_PING:
+            reply.hdr.type = MXP_PONG;
+            reply.u.ping = msg.u.ping;
+            ring_send(fd, &reply, -1);
+            break;
+        case MXP_DB_RING:
+            qemu_depth = msg.u.ring_depth;
+            qemu_map = mmap(NULL, MXP_DB_RING_SIZE(msg.u.ring_depth),
+                            PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+            g_assert(qemu_map != MAP_FAILED);
+            close(rfd);
+            break;
+        case MXP_DB_EVENT:
+            if (msg.u.event_vector == 0) {
+                qemu_event = rfd;
+            } else {
+                close(rfd);
+            }
+            break;
+        default:
+            break;
+        }
+        if (qemu_map && qemu_event >= 0 && !h->up) {
+            qatomic_set(&h->up, true);
+            if (h->mode == RING_PRODUCER) {
+                uint64_t one = 1;
+
+                /* Entries the ring has no room for. */
+                qatomic_set((uint32_t *)(qemu_map + MXP_DB_RING_PRODUCER),
+                            qemu_depth + 3);
+                g_assert_cmpint(write(qemu_event, &one, sizeof(one)), ==,
+                                sizeof(one));
+            }
+        }
+    }
+    close(fd);
+    close(own);
+    close(efd);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    if (qemu_event >= 0) {
+        close(qemu_event);
+    }
+    munmap(own_map, 4096);
+    qatomic_set(&h->closed, true);
+    return NULL;
+}
+
+/*
+ * A peer that breaks the doorbell ring loses the link with a logged
+ * reason; QEMU stays up and responsive.
+ */
+static void run_hostile_ring(RingMode mode, const char *reason)
+{
+    g_autofree char *sock = sock_path("ring");
+    g_autofree char *log = g_strdup_printf("%s/ring.log", tmpdir);
+    g_autofree char *text = NULL;
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    RingPeer h = { .mode = mode };
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    int saved_stderr, log_fd;
+    GThread *peer;
+    Side b;
+
+    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(h.listen_fd, >=, 0);
+    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
+    unlink(sock);
+    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
+                         sizeof(sun)), ==, 0);
+    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    peer = g_thread_new("hostile-ring", ring_peer, &h);
+
+    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    g_assert_cmpint(log_fd, >=, 0);
+    saved_stderr = dup(STDERR_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    side_start(&b, sock, false, "memfd", "side-b", NULL);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    close(log_fd);
+
+    if (mode == RING_CONSUMER) {
+        /* The ring is checked when B's guest sends into it. */
+        wait_link(&b, NULL, true);
+        send_doorbell(&b, 0, "x");
+    }
+    while (!qatomic_read(&h.closed)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_assert_cmpint(qmp_latency(b.qts), <, 100 * 1000);
+        g_usleep(1000);
+    }
+    g_thread_join(peer);
+    g_assert(!link_up(&b));
+    g_assert_cmpuint(mx_stat(&b, "doorbells-received"), ==, 0);
+    if (mode == RING_UNSEALED || mode == RING_NOT_EVENTFD) {
+        g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 0);
+    }
+
+    side_stop(&b);
+    close(h.listen_fd);
+    g_assert(g_file_get_contents(log, &text, NULL, NULL));
+    if (!strstr(text, reason)) {
+        g_test_message("QEMU's log: %s", text);
+    }
+    g_assert(strstr(text, reason));
+}
+
+static void test_hostile_ring_unsealed(void)
+{
+    run_hostile_ring(RING_UNSEALED, "a doorbell ring that is not a memfd"
+                     " sealed against shrinking");
+}
+
+static void test_hostile_ring_not_eventfd(void)
+{
+    run_hostile_ring(RING_NOT_EVENTFD, "DB_EVENT with a descriptor that is"
+                     " not an eventfd");
+}
+
+static void test_hostile_ring_producer(void)
+{
+    run_hostile_ring(RING_PRODUCER, "doorbell ring: producer index outside"
+                     " the slots it was given");
+}
+
+static void test_hostile_ring_consumer(void)
+{
+    run_hostile_ring(RING_CONSUMER, "the peer's doorbell ring has a consumer"
+                     " index beyond its producer index");
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -1190,6 +1552,10 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/policy", test_policy);
     qtest_add_func("/memexpose/window-base", test_window_base);
     qtest_add_func("/memexpose/doorbell", test_doorbell);
+    qtest_add_func("/memexpose/doorbell-socket", test_doorbell_socket);
+    qtest_add_func("/memexpose/doorbell-flood", test_doorbell_flood);
+    qtest_add_func("/memexpose/doorbell-flood-socket",
+                   test_doorbell_flood_socket);
     qtest_add_func("/memexpose/peer-restart", test_peer_restart);
     qtest_add_func("/memexpose/peer-frozen", test_peer_frozen);
     qtest_add_func("/memexpose/heartbeat", test_heartbeat);
@@ -1205,6 +1571,14 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/hostile/tiny-map", test_hostile_tiny_map);
     qtest_add_func("/memexpose/hostile/page-map", test_hostile_page_map);
     qtest_add_func("/memexpose/hostile/silent-map", test_hostile_silent_map);
+    qtest_add_func("/memexpose/hostile/ring-unsealed",
+                   test_hostile_ring_unsealed);
+    qtest_add_func("/memexpose/hostile/ring-not-eventfd",
+                   test_hostile_ring_not_eventfd);
+    qtest_add_func("/memexpose/hostile/ring-producer",
+                   test_hostile_ring_producer);
+    qtest_add_func("/memexpose/hostile/ring-consumer",
+                   test_hostile_ring_consumer);
     ret = g_test_run();
 
     g_rmdir(tmpdir);

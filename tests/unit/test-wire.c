@@ -88,6 +88,10 @@
 #define S_STATE         (PL + 0)
 #define S_RSVD          (PL + 4)            /* 4 bytes */
 
+/* DB_RING, DB_EVENT. */
+#define G_VALUE         (PL + 0)            /* depth, vector */
+#define G_RSVD          (PL + 4)            /* 4 bytes */
+
 /* Room for the largest message plus trailing bytes. */
 #define BUF_SIZE        (MXP_MAX_MESSAGE + 64)
 
@@ -191,8 +195,14 @@ static MxpMsg valid(unsigned type)
     case MXP_STATE:
         m.u.state = MXP_BOOT_RUNNING;
         break;
+    case MXP_DB_RING:
+        m.u.ring_depth = 32;
+        break;
+    case MXP_DB_EVENT:
+        m.u.event_vector = 5;
+        break;
     default:
-        /* ACK, INVALIDATE_ACK, RESET, HALT: no payload. */
+        /* ACK, INVALIDATE_ACK, RESET, HALT, DB_SPACE: no payload. */
         break;
     }
     return m;
@@ -214,6 +224,8 @@ static uint32_t payload_len(const MxpMsg *m)
     case MXP_MAP:
     case MXP_CREDIT:
     case MXP_STATE:
+    case MXP_DB_RING:
+    case MXP_DB_EVENT:
         return 8;
     case MXP_READ_REPLY:
     case MXP_WRITE:
@@ -231,7 +243,9 @@ static uint32_t payload_len(const MxpMsg *m)
 
 static unsigned nfds_of(const MxpMsg *m)
 {
-    return m->hdr.type == MXP_MAP_REPLY && m->u.map_reply.kind == MXP_MAP_FD;
+    return (m->hdr.type == MXP_MAP_REPLY &&
+            m->u.map_reply.kind == MXP_MAP_FD) ||
+           m->hdr.type == MXP_DB_RING || m->hdr.type == MXP_DB_EVENT;
 }
 
 /* Encode a message that must be valid; returns its size. */
@@ -1098,9 +1112,9 @@ static void test_decode_fds(void)
     size_t len;
     unsigned t;
 
-    /* Only MAP_REPLY of kind FD may carry one. */
+    /* Only MAP_REPLY of kind FD, DB_RING and DB_EVENT may carry one. */
     for (t = 1; t <= MXP_TYPE_MAX; t++) {
-        if (t == MXP_MAP_REPLY) {
+        if (t == MXP_MAP_REPLY || t == MXP_DB_RING || t == MXP_DB_EVENT) {
             continue;
         }
         m = valid(t);
@@ -1134,6 +1148,52 @@ static void test_decode_fds(void)
     put_le(buf + OFF_FLAGS, 2, 0);
     expect_decode(buf, len, 0, MXP_ERR_FDS);
     expect_decode(buf, len, 1, MXP_ERR_FDS);
+
+    /* The doorbell ring and its eventfds: exactly one each. */
+    for (t = MXP_DB_RING; t <= MXP_DB_EVENT; t++) {
+        m = valid(t);
+        len = encode_ok(&m, buf);
+        g_assert_cmpuint(get_le(buf + OFF_FLAGS, 2), ==, MXP_FLAG_FD);
+        expect_decode(buf, len, 1, MXP_OK);
+        expect_decode(buf, len, 0, MXP_ERR_FDS);
+        expect_decode(buf, len, 2, MXP_ERR_FDS);
+        put_le(buf + OFF_FLAGS, 2, 0);
+        expect_decode(buf, len, 0, MXP_ERR_FDS);
+        expect_decode(buf, len, 1, MXP_ERR_FDS);
+    }
+}
+
+/* The doorbell ring messages: field offsets and bounds. */
+static void test_decode_db_ring(void)
+{
+    MxpMsg m = valid(MXP_DB_RING);
+    uint8_t buf[BUF_SIZE];
+    MxpMsg out;
+    size_t len;
+
+    len = encode_ok(&m, buf);
+    g_assert_cmpuint(get_le(buf + G_VALUE, 4), ==, 32);
+    g_assert_cmpint(mxp_decode(buf, len, 1, &out), ==, MXP_OK);
+    g_assert_cmpuint(out.u.ring_depth, ==, 32);
+    expect_patched(&m, G_VALUE, 4, 0, MXP_OK);
+    expect_patched(&m, G_VALUE, 4, MXP_MAX_QUEUE_DEPTH, MXP_OK);
+    expect_patched(&m, G_VALUE, 4, MXP_MAX_QUEUE_DEPTH + 1, MXP_ERR_RANGE);
+    expect_reserved(&m, G_RSVD, 4);
+    m.u.ring_depth = MXP_MAX_QUEUE_DEPTH + 1;
+    g_assert_cmpint(mxp_encode(&m, buf, sizeof(buf)), ==, MXP_ERR_RANGE);
+
+    m = valid(MXP_DB_EVENT);
+    len = encode_ok(&m, buf);
+    g_assert_cmpuint(get_le(buf + G_VALUE, 4), ==, 5);
+    g_assert_cmpint(mxp_decode(buf, len, 1, &out), ==, MXP_OK);
+    g_assert_cmpuint(out.u.event_vector, ==, 5);
+    expect_patched(&m, G_VALUE, 4, MXP_MAX_VECTORS - 1, MXP_OK);
+    expect_patched(&m, G_VALUE, 4, MXP_MAX_VECTORS, MXP_ERR_RANGE);
+    expect_reserved(&m, G_RSVD, 4);
+
+    /* Ring geometry the spec gives. */
+    g_assert_cmpuint(MXP_DB_ENTRY_SIZE, ==, 264);
+    g_assert_cmpuint(MXP_DB_RING_SIZE(32), ==, 128 + 32 * 264);
 }
 
 /* ---- field range rejections ------------------------------------------- */
@@ -1802,6 +1862,7 @@ int main(int argc, char **argv)
     g_test_add_func("/wire/decode/length-mismatch",
                     test_decode_length_mismatch);
     g_test_add_func("/wire/decode/fds", test_decode_fds);
+    g_test_add_func("/wire/decode/db-ring", test_decode_db_ring);
     g_test_add_func("/wire/decode/hello", test_decode_hello);
     g_test_add_func("/wire/decode/version", test_decode_version);
     g_test_add_func("/wire/decode/bye-error", test_decode_bye_error);

@@ -187,6 +187,7 @@ void memexpose_realize(MemexposeState *s, Error **errp)
 
     qemu_mutex_init(&s->lock);
     qemu_mutex_init(&s->send_lock);
+    qemu_mutex_init(&s->hello_lock);
     qemu_cond_init(&s->cond);
     qemu_cond_init(&s->work_cond);
     s->granted = g_array_new(false, false, sizeof(MxpRange));
@@ -196,6 +197,7 @@ void memexpose_realize(MemexposeState *s, Error **errp)
     s->rxq = g_new0(MemexposeDoorbell, s->queue_depth);
     s->link_bh = qemu_bh_new(mx_link_bh, s);
     s->irq_bh = qemu_bh_new(mx_irq_bh, s);
+    s->ring_bh = qemu_bh_new(memexpose_ring_bh, s);
     memexpose_window_init(s);
     memexpose_listener_init(s);
 
@@ -238,6 +240,7 @@ void memexpose_unrealize(MemexposeState *s)
     memory_region_del_subregion(&s->window, &s->forward);
     qemu_bh_delete(s->link_bh);
     qemu_bh_delete(s->irq_bh);
+    memexpose_ring_finalize(s);
     g_free(s->rxq);
     g_free(s->exports);
     g_array_free(s->granted, true);
@@ -302,6 +305,7 @@ static const Property memexpose_properties[] = {
     DEFINE_PROP_UINT32("heartbeat", MemexposeState, heartbeat_ms,
                        MEMEXPOSE_DEFAULT_HEARTBEAT_MS),
     DEFINE_PROP_BOOL("zero-copy", MemexposeState, zero_copy, true),
+    DEFINE_PROP_BOOL("doorbell-ring", MemexposeState, db_ring, true),
     DEFINE_PROP_BOOL("trust-peer", MemexposeState, trust_peer, false),
     DEFINE_PROP_BOOL("boot-target", MemexposeState, boot_target, false),
 };

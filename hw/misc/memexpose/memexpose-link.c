@@ -141,6 +141,7 @@ void memexpose_link_drop(MemexposeState *s, const char *reason,
     s->connected = false;
     s->hello_sent = false;
     s->ping_id = 0;
+    memexpose_ring_drop_locked(s);
     QLIST_FOREACH_SAFE(call, &s->calls, next, tmp) {
         call->done = true;
         call->err = MX_CALL_LINK_DOWN;
@@ -306,6 +307,12 @@ int memexpose_call_keep_bql(MemexposeState *s, MxpMsg *req,
     return mx_call(s, req, call, true, s->timeout_ms);
 }
 
+/*
+ * Send our HELLO once per connection, before anything else of ours.
+ * The chardev may report the connection from another thread after our
+ * I/O thread has already read the peer's HELLO: whichever comes first
+ * sends it, under @hello_lock so that the other waits until it is out.
+ */
 static void mx_send_hello(MemexposeState *s)
 {
     MxpMsg msg = {
@@ -315,7 +322,8 @@ static void mx_send_hello(MemexposeState *s)
             .version_major = MXP_VERSION_MAJOR,
             .version_minor = MXP_VERSION_MINOR,
             .features = MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT | MXP_FEAT_BOOT |
-                        (s->zero_copy ? MXP_FEAT_MAP : 0),
+                        (s->zero_copy ? MXP_FEAT_MAP : 0) |
+                        (s->db_ring ? MXP_FEAT_DB_RING : 0),
             .page_size = qemu_real_host_page_size(),
             .role = s->boot_target ? MXP_ROLE_BOOT_TARGET : MXP_ROLE_DEVICE,
             .vectors = s->vectors,
@@ -323,14 +331,23 @@ static void mx_send_hello(MemexposeState *s)
         },
     };
 
+    qemu_mutex_lock(&s->hello_lock);
     qemu_mutex_lock(&s->lock);
+    if (s->hello_sent) {
+        qemu_mutex_unlock(&s->lock);
+        qemu_mutex_unlock(&s->hello_lock);
+        return;
+    }
     /* Slots still holding doorbells of a previous link are not free. */
     msg.u.hello.queue_depth = s->queue_depth - s->rx_count;
+    s->hello_depth = msg.u.hello.queue_depth;
     s->rx_stale = s->rx_count;
     s->hello_sent = true;
+    s->connected = true;
     qemu_mutex_unlock(&s->lock);
     pstrcpy(msg.u.hello.name, sizeof(msg.u.hello.name), s->name);
     memexpose_send(s, &msg, -1);
+    qemu_mutex_unlock(&s->hello_lock);
 }
 
 static void mx_refuse_version(MemexposeState *s, unsigned major)
@@ -348,16 +365,14 @@ static void mx_refuse_version(MemexposeState *s, unsigned major)
     memexpose_link_down(s, reason);
 }
 
-static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
+/* The handshake is complete: the link is up. */
+static void mx_link_established(MemexposeState *s)
 {
+    char peer[MXP_NAME_SIZE];
+
     qemu_mutex_lock(&s->lock);
-    s->peer = *h;
-    s->features = h->features & (MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT |
-                                 MXP_FEAT_BOOT |
-                                 (s->zero_copy ? MXP_FEAT_MAP : 0));
-    s->peer_boot_state = MXP_BOOT_NONE;
-    s->max_data = MIN(h->max_data, MXP_MAX_DATA);
-    s->tx_credits = h->queue_depth;
+    s->hello_received = false;
+    s->tx_credits = s->peer.queue_depth;
     s->tx_was_busy = false;
     s->up = true;
     s->ping_id = 0;
@@ -365,11 +380,39 @@ static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
     s->stats.link_ups++;
     g_array_set_size(s->granted, 0);
     s->last_rx_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    pstrcpy(peer, sizeof(peer), s->peer.name);
     qemu_mutex_unlock(&s->lock);
 
-    info_report("memexpose %s: link up with '%s'", s->name, h->name);
+    info_report("memexpose %s: link up with '%s'", s->name, peer);
     qemu_bh_schedule(s->link_bh);
     memexpose_send_boot_state(s);
+}
+
+static void mx_handle_hello(MemexposeState *s, const MxpHello *h)
+{
+    bool ring;
+
+    /* What we send from here on must follow our HELLO. */
+    mx_send_hello(s);
+    qemu_mutex_lock(&s->lock);
+    s->peer = *h;
+    s->features = h->features & (MXP_FEAT_BULK | MXP_FEAT_HEARTBEAT |
+                                 MXP_FEAT_BOOT |
+                                 (s->zero_copy ? MXP_FEAT_MAP : 0) |
+                                 (s->db_ring ? MXP_FEAT_DB_RING : 0));
+    s->peer_boot_state = MXP_BOOT_NONE;
+    s->max_data = MIN(h->max_data, MXP_MAX_DATA);
+    ring = s->features & MXP_FEAT_DB_RING;
+    /* With doorbell rings, the link is up once both are exchanged. */
+    s->hello_received = true;
+    s->hello_rx_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    qemu_mutex_unlock(&s->lock);
+
+    if (!ring) {
+        mx_link_established(s);
+    } else if (!memexpose_ring_offer(s)) {
+        memexpose_link_down(s, "cannot make the doorbell ring");
+    }
 }
 
 static bool mx_reply_matches(uint16_t call_type, uint16_t reply_type)
@@ -472,18 +515,44 @@ static void mx_handle_state(MemexposeState *s, uint32_t state)
     qemu_mutex_unlock(&s->lock);
 }
 
+/* Doorbells travel by the socket or by the ring, never by both. */
+static bool mx_doorbell_transport_ok(MemexposeState *s, uint16_t type)
+{
+    bool ring = s->features & MXP_FEAT_DB_RING;
+
+    switch (type) {
+    case MXP_DOORBELL:
+    case MXP_CREDIT:
+        return !ring;
+    case MXP_DB_RING:
+    case MXP_DB_EVENT:
+    case MXP_DB_SPACE:
+        return ring;
+    default:
+        return true;
+    }
+}
+
 static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
 {
     uint16_t type = msg->hdr.type;
-    bool up;
+    bool up, hello_received;
 
     qemu_mutex_lock(&s->lock);
     up = s->up;
+    hello_received = s->hello_received;
     s->last_rx_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     qemu_mutex_unlock(&s->lock);
 
-    if (!up && type != MXP_HELLO) {
-        memexpose_protocol_error(s, "%s before HELLO", mxp_type_name(type));
+    if (!up && type != MXP_HELLO &&
+        !(hello_received && (type == MXP_DB_RING || type == MXP_DB_EVENT))) {
+        memexpose_protocol_error(s, "%s before the handshake is complete",
+                                 mxp_type_name(type));
+        goto out;
+    }
+    if ((up || hello_received) && !mx_doorbell_transport_ok(s, type)) {
+        memexpose_protocol_error(s, "%s without the doorbell transport it"
+                                 " belongs to", mxp_type_name(type));
         goto out;
     }
     if (mx_is_request(type) && msg->hdr.id == 0) {
@@ -499,7 +568,7 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
 
     switch (type) {
     case MXP_HELLO:
-        if (up) {
+        if (up || hello_received) {
             memexpose_protocol_error(s, "second HELLO");
         } else {
             mx_handle_hello(s, &msg->u.hello);
@@ -568,6 +637,21 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
         break;
     case MXP_CREDIT:
         memexpose_doorbell_credit(s, msg->u.credits);
+        break;
+    case MXP_DB_RING:
+        if (memexpose_ring_peer(s, msg->u.ring_depth, fd)) {
+            mx_link_established(s);
+        }
+        fd = -1;
+        break;
+    case MXP_DB_EVENT:
+        if (memexpose_ring_peer_event(s, msg->u.event_vector, fd)) {
+            mx_link_established(s);
+        }
+        fd = -1;
+        break;
+    case MXP_DB_SPACE:
+        memexpose_ring_space(s);
         break;
     default:
         memexpose_queue_work(s, msg);
@@ -687,15 +771,16 @@ static void mx_chr_event(void *opaque, QEMUChrEvent event)
 
     switch (event) {
     case CHR_EVENT_OPENED:
-        s->rxlen = 0;
-        mx_drop_rxfds(s);
-        qemu_mutex_lock(&s->lock);
-        s->connected = true;
-        qemu_mutex_unlock(&s->lock);
+        /*
+         * The receive state was reset when the last connection closed:
+         * the I/O thread may already be reading this one.
+         */
         mx_send_hello(s);
         break;
     case CHR_EVENT_CLOSED:
         memexpose_link_drop(s, "the peer closed the connection", false);
+        s->rxlen = 0;
+        mx_drop_rxfds(s);
         break;
     default:
         break;
@@ -716,6 +801,8 @@ static void mx_heartbeat(void *opaque)
     if (s->rxlen && now - s->rx_started_ms > s->timeout_ms) {
         /* Bytes of a message that never completes are no sign of life. */
         why = "the peer left a message unfinished";
+    } else if (s->hello_received && now - s->hello_rx_ms > s->timeout_ms) {
+        why = "the peer did not hand over its doorbell ring";
     } else if (!s->up) {
         /* Nothing to check before the handshake. */
     } else if (s->ping_id && now - s->ping_sent_ms > patience) {

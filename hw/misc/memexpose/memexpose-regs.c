@@ -105,7 +105,7 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size)
         val = s->tx_status;
         break;
     case MX_REG_DB_TX_CREDITS:
-        val = s->up ? s->tx_credits : 0;
+        val = memexpose_doorbell_credits(s);
         break;
     case MX_REG_DB_RX_COUNT:
         val = s->rx_count;

@@ -26,6 +26,8 @@
 #define CREDIT_SIZE     8
 #define BOOT_SIZE       (16 + 8 * MXP_BOOT_ARGS)
 #define STATE_SIZE      8
+#define DB_RING_SIZE    8
+#define DB_EVENT_SIZE   8
 
 static uint16_t get16(const uint8_t *p)
 {
@@ -178,6 +180,10 @@ static int check_fields(const MxpMsg *m)
         return boot_ok(&m->u.boot) ? MXP_OK : MXP_ERR_RANGE;
     case MXP_STATE:
         return m->u.state <= MXP_BOOT_STATE_MAX ? MXP_OK : MXP_ERR_RANGE;
+    case MXP_DB_RING:
+        return m->u.ring_depth <= MXP_MAX_QUEUE_DEPTH ? MXP_OK : MXP_ERR_RANGE;
+    case MXP_DB_EVENT:
+        return m->u.event_vector < MXP_MAX_VECTORS ? MXP_OK : MXP_ERR_RANGE;
     default:
         return MXP_OK;
     }
@@ -201,6 +207,7 @@ static long fixed_size(unsigned type)
     case MXP_INVALIDATE_ACK:
     case MXP_RESET:
     case MXP_HALT:
+    case MXP_DB_SPACE:
         return 0;
     case MXP_MAP:
         return MAP_SIZE;
@@ -214,6 +221,10 @@ static long fixed_size(unsigned type)
         return BOOT_SIZE;
     case MXP_STATE:
         return STATE_SIZE;
+    case MXP_DB_RING:
+        return DB_RING_SIZE;
+    case MXP_DB_EVENT:
+        return DB_EVENT_SIZE;
     default:
         return -1;
     }
@@ -371,20 +382,42 @@ static int decode_payload(const uint8_t *p, uint32_t len, MxpMsg *m)
             return MXP_ERR_RANGE;
         }
         break;
+    case MXP_DB_RING:
+        m->u.ring_depth = get32(p);
+        if (!zero(p + 4, 4)) {
+            return MXP_ERR_RANGE;
+        }
+        break;
+    case MXP_DB_EVENT:
+        m->u.event_vector = get32(p);
+        if (!zero(p + 4, 4)) {
+            return MXP_ERR_RANGE;
+        }
+        break;
     default:
-        /* ACK, INVALIDATE_ACK, RESET, HALT: no payload. */
+        /* ACK, INVALIDATE_ACK, RESET, HALT, DB_SPACE: no payload. */
         break;
     }
     return check_fields(m);
 }
 
-/* Only a MAP_REPLY that hands over memory may carry an fd. */
+/* Messages that hand over memory or an eventfd carry one fd; no other. */
+static bool wants_fd(const MxpMsg *m)
+{
+    switch (m->hdr.type) {
+    case MXP_MAP_REPLY:
+        return m->u.map_reply.kind == MXP_MAP_FD;
+    case MXP_DB_RING:
+    case MXP_DB_EVENT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static bool fd_flag_ok(const MxpMsg *m)
 {
-    bool wants_fd = m->hdr.type == MXP_MAP_REPLY &&
-                    m->u.map_reply.kind == MXP_MAP_FD;
-
-    return wants_fd == !!(m->hdr.flags & MXP_FLAG_FD);
+    return wants_fd(m) == !!(m->hdr.flags & MXP_FLAG_FD);
 }
 
 int mxp_decode(const uint8_t *buf, size_t len, unsigned nfds, MxpMsg *msg)
@@ -453,8 +486,7 @@ int mxp_encode(const MxpMsg *msg, uint8_t *buf, size_t cap)
         return MXP_ERR_SPACE;
     }
     p = buf + MXP_HEADER_SIZE;
-    m.hdr.flags = (m.hdr.type == MXP_MAP_REPLY &&
-                   m.u.map_reply.kind == MXP_MAP_FD) ? MXP_FLAG_FD : 0;
+    m.hdr.flags = wants_fd(&m) ? MXP_FLAG_FD : 0;
 
     put16(buf, m.hdr.type);
     put16(buf + 2, m.hdr.flags);
@@ -528,6 +560,12 @@ int mxp_encode(const MxpMsg *msg, uint8_t *buf, size_t cap)
     case MXP_STATE:
         put32(p, m.u.state);
         break;
+    case MXP_DB_RING:
+        put32(p, m.u.ring_depth);
+        break;
+    case MXP_DB_EVENT:
+        put32(p, m.u.event_vector);
+        break;
     default:
         break;
     }
@@ -571,6 +609,9 @@ const char *mxp_type_name(unsigned type)
         [MXP_RESET] = "RESET",
         [MXP_HALT] = "HALT",
         [MXP_STATE] = "STATE",
+        [MXP_DB_RING] = "DB_RING",
+        [MXP_DB_EVENT] = "DB_EVENT",
+        [MXP_DB_SPACE] = "DB_SPACE",
     };
 
     if (type < sizeof(names) / sizeof(names[0]) && names[type]) {

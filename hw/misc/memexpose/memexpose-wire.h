@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define MXP_VERSION_MAJOR       1
-#define MXP_VERSION_MINOR       0
+#define MXP_VERSION_MINOR       1
 #define MXP_MAGIC               0x3150584dU /* "MXP1" read as LE u32 */
 
 #define MXP_HEADER_SIZE         16
@@ -58,7 +58,10 @@ typedef enum MxpType {
     MXP_RESET = 17,
     MXP_HALT = 18,
     MXP_STATE = 19,
-    MXP_TYPE_MAX = MXP_STATE,
+    MXP_DB_RING = 20,
+    MXP_DB_EVENT = 21,
+    MXP_DB_SPACE = 22,
+    MXP_TYPE_MAX = MXP_DB_SPACE,
 } MxpType;
 
 /* Header flags. */
@@ -70,8 +73,28 @@ typedef enum MxpType {
 #define MXP_FEAT_BULK           (1ULL << 1) /* READ/WRITE not of 1/2/4/8 */
 #define MXP_FEAT_BOOT           (1ULL << 2) /* BOOT/RESET/HALT/STATE */
 #define MXP_FEAT_HEARTBEAT      (1ULL << 3) /* peer sends PING periodically */
+#define MXP_FEAT_DB_RING        (1ULL << 4) /* doorbells: ring and eventfds */
 #define MXP_FEAT_ALL            (MXP_FEAT_MAP | MXP_FEAT_BULK | \
-                                 MXP_FEAT_BOOT | MXP_FEAT_HEARTBEAT)
+                                 MXP_FEAT_BOOT | MXP_FEAT_HEARTBEAT | \
+                                 MXP_FEAT_DB_RING)
+
+/*
+ * Doorbell ring (MXP_FEAT_DB_RING): a memfd the receiver creates, seals
+ * against shrinking and hands to the sender with DB_RING.  Both sides
+ * map it; fields are in host byte order (both peers share the host).
+ * The sender writes entries and @producer, the receiver @consumer; each
+ * side keeps its own copy of the index it writes and validates the
+ * other's before use.  Indices count entries since the ring was made and
+ * wrap at 2^32; entry i lives in slot i % depth.
+ */
+#define MXP_DB_RING_PRODUCER    0       /* u32, sender: entries published */
+#define MXP_DB_RING_WAITING     4       /* u32, sender: nonzero = ring full */
+#define MXP_DB_RING_CONSUMER    64      /* u32, receiver: entries freed */
+#define MXP_DB_RING_ENTRIES     128     /* first entry */
+/* Entry: u16 vector, u16 size, u32 zero, then MXP_MAX_DOORBELL_DATA bytes */
+#define MXP_DB_ENTRY_SIZE       (8 + MXP_MAX_DOORBELL_DATA)
+#define MXP_DB_RING_SIZE(depth) \
+    (MXP_DB_RING_ENTRIES + (size_t)(depth) * MXP_DB_ENTRY_SIZE)
 
 /* HELLO roles. */
 typedef enum MxpRole {
@@ -213,6 +236,8 @@ typedef struct MxpMsg {
         uint32_t credits;       /* CREDIT */
         MxpBoot boot;
         uint32_t state;         /* STATE: MxpBootState */
+        uint32_t ring_depth;    /* DB_RING: entries in the ring */
+        uint32_t event_vector;  /* DB_EVENT: the vector the eventfd rings */
     } u;
 } MxpMsg;
 

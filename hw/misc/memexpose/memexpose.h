@@ -15,6 +15,7 @@
 #define HW_MISC_MEMEXPOSE_H
 
 #include "chardev/char-fe.h"
+#include "qemu/event_notifier.h"
 #include "qemu/queue.h"
 #include "qemu/units.h"
 #include "qemu/thread.h"
@@ -46,6 +47,27 @@ typedef struct MemexposeDoorbell {
     uint16_t size;
     uint8_t data[MXP_MAX_DOORBELL_DATA];
 } MemexposeDoorbell;
+
+/* One eventfd of a doorbell ring, with what its handler needs. */
+typedef struct MemexposeRingEvent {
+    EventNotifier notifier;
+    MemexposeState *s;
+    struct MemexposeRing *ring;
+} MemexposeRingEvent;
+
+/*
+ * A doorbell ring of MXP_FEAT_DB_RING: ours, which the peer writes and
+ * the main loop drains, or the peer's, which our vCPUs write.
+ */
+typedef struct MemexposeRing {
+    uint8_t *base;              /* the memfd, mapped */
+    size_t size;
+    int memfd;
+    uint32_t depth;
+    unsigned nr_events;         /* one eventfd per vector of the receiver */
+    MemexposeRingEvent events[MXP_MAX_VECTORS];
+    bool handlers_set;          /* ours: watched by the main loop */
+} MemexposeRing;
 
 /*
  * One request of ours waiting for the peer's reply.  A caller of
@@ -124,6 +146,7 @@ struct MemexposeState {
     uint32_t heartbeat_ms;
     bool trust_peer;
     bool zero_copy;
+    bool db_ring;               /* offer MXP_FEAT_DB_RING */
     bool boot_target;
 
     /* Export policy, parsed from export_spec */
@@ -143,9 +166,13 @@ struct MemexposeState {
     QemuCond cond;              /* a call completed or failed */
     QemuCond work_cond;         /* work queued, or stopping */
     QemuMutex send_lock;        /* one message at a time on the socket */
+    QemuMutex hello_lock;       /* our HELLO goes out first, and once */
     bool connected;             /* socket open, handshake maybe pending */
     bool up;                    /* handshake done */
     bool hello_sent;
+    bool hello_received;        /* waiting for the peer's doorbell ring */
+    int64_t hello_rx_ms;
+    uint32_t hello_depth;       /* the queue_depth our HELLO offered */
     bool stopping;
     bool detached;              /* chardev let go of (also @send_lock) */
     uint32_t epoch;             /* incremented on every link up and down */
@@ -182,6 +209,14 @@ struct MemexposeState {
     uint32_t rx_head;
     uint32_t rx_count;
     uint32_t rx_stale;          /* queued on an earlier link: no credit */
+    /* MXP_FEAT_DB_RING: the peer's ring we send into, and ours */
+    MemexposeRing *tx_ring;     /* complete once it has all its eventfds */
+    uint32_t tx_produced;       /* our producer index, the one we trust */
+    MemexposeRing *rx_ring;
+    uint32_t rx_drained;        /* entries of rx_ring copied to rxq */
+    uint32_t rx_freed;          /* ... and popped by the guest */
+    GSList *retired_rings;      /* ours of earlier links, for ring_bh */
+    QEMUBH *ring_bh;
     bool tx_ready_pending;      /* TX_READY to raise from the main loop */
     bool boot_state_pending;    /* BOOT to raise from the main loop */
     uint32_t peer_boot_state;   /* last STATE from the peer (MxpBootState) */
@@ -280,6 +315,14 @@ void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg);
 void memexpose_doorbell_credit(MemexposeState *s, uint32_t credits);
 void memexpose_doorbell_pop(MemexposeState *s);
 uint64_t memexpose_doorbell_pending(MemexposeState *s);
+uint32_t memexpose_doorbell_credits(MemexposeState *s);
+bool memexpose_ring_offer(MemexposeState *s);
+bool memexpose_ring_peer(MemexposeState *s, uint32_t depth, int fd);
+bool memexpose_ring_peer_event(MemexposeState *s, uint32_t vector, int fd);
+void memexpose_ring_space(MemexposeState *s);
+void memexpose_ring_drop_locked(MemexposeState *s);
+void memexpose_ring_bh(void *opaque);
+void memexpose_ring_finalize(MemexposeState *s);
 
 /* Registers (memexpose-regs.c) */
 void memexpose_set_window_base(MemexposeState *s, uint64_t base);
