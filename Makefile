@@ -14,6 +14,8 @@
 #   make demo      two Linux guests share memory and ring doorbells
 #   make demo-amp  an x86_64 Linux master boots an aarch64 slave
 #   make bench     memexpose against ivshmem, side by side
+#   make bench-boots   both guests booted 50 times (BOOTS=) in a row
+#   make bench-spread  20 bench runs (RUNS=) and the spread of the ratios
 #
 # QEMU_VERSIONS=10.2 (or "10.0 10.2", the default) picks the QEMU release
 # series check, qemu and patches work on; QEMU_VERSION=10.2 the one demo
@@ -45,7 +47,8 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz clean \
-        distclean demo demo-amp bench firmware arm64-guest
+        distclean demo demo-amp bench bench-boots bench-spread firmware \
+        arm64-guest
 
 all: qemu mx driver
 
@@ -101,6 +104,18 @@ demo-amp: qemu-one driver firmware
 # writes build/bench/results.md (bench/run.sh).
 bench: qemu-one driver
 	@sh bench/run.sh
+
+# Not part of check: both guests booted BOOTS times in a row (default 50):
+# every boot must bring the link up once, with no drop and no timeout.
+BOOTS ?= 50
+bench-boots: qemu-one driver
+	@sh bench/run.sh --boots $(BOOTS)
+
+# Not part of check: RUNS (default 20) bench runs in a row and the spread
+# of each ratio over them, in build/bench/spread.md.
+RUNS ?= 20
+bench-spread: qemu-one driver
+	@sh bench/spread.sh $(RUNS)
 
 # Bare-metal aarch64 slave for the boot tests: memexpose-fw-aarch64.{elf,bin}.
 firmware: deps

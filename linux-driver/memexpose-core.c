@@ -182,6 +182,7 @@ struct memexpose_dev {
 	bool dead;			/* removed; set once, under no lock */
 	struct rw_semaphore hw_rwsem;	/* hardware access vs. removal */
 	struct mutex tx_lock;		/* sending a doorbell */
+	u32 tx_len;			/* DB_TX_LEN as last written (tx_lock) */
 	struct mutex rx_lock;		/* receiving a doorbell */
 	struct mutex lock;		/* window base, @mapping */
 
@@ -245,17 +246,48 @@ static int mx_reg_get(struct memexpose_dev *mx, unsigned int reg, u32 *val)
 	return 0;
 }
 
-/* ---- payload areas: 32-bit accesses, byte stream in register order ---- */
+/*
+ * ---- payload areas: byte stream in register order ----
+ *
+ * Every access is a trap into the hypervisor, so they are as wide as the
+ * device allows: 8 bytes where the CPU has 64-bit MMIO, else 4.
+ */
+
+#ifdef CONFIG_64BIT
+#define MX_PAYLOAD_STEP	8U
+typedef __le64 mx_payload_word;
+
+static inline u64 mx_payload_rd(struct memexpose_dev *mx, unsigned int reg)
+{
+	return readq(mx->regs + reg);
+}
+
+static inline void mx_payload_wr(struct memexpose_dev *mx, unsigned int reg,
+				 u64 val)
+{
+	writeq(val, mx->regs + reg);
+}
+
+#define mx_payload_to_le(v)	cpu_to_le64(v)
+#define mx_payload_from_le(v)	le64_to_cpu(v)
+#else
+#define MX_PAYLOAD_STEP	4U
+typedef __le32 mx_payload_word;
+#define mx_payload_rd		mx_rd
+#define mx_payload_wr		mx_wr
+#define mx_payload_to_le(v)	cpu_to_le32(v)
+#define mx_payload_from_le(v)	le32_to_cpu(v)
+#endif
 
 static void mx_payload_read(struct memexpose_dev *mx, unsigned int reg,
 			    u8 *buf, unsigned int len)
 {
 	unsigned int i;
 
-	for (i = 0; i < len; i += 4) {
-		__le32 v = cpu_to_le32(mx_rd(mx, reg + i));
+	for (i = 0; i < len; i += MX_PAYLOAD_STEP) {
+		mx_payload_word v = mx_payload_to_le(mx_payload_rd(mx, reg + i));
 
-		memcpy(buf + i, &v, min(4U, len - i));
+		memcpy(buf + i, &v, min(MX_PAYLOAD_STEP, len - i));
 	}
 }
 
@@ -264,11 +296,11 @@ static void mx_payload_write(struct memexpose_dev *mx, unsigned int reg,
 {
 	unsigned int i;
 
-	for (i = 0; i < len; i += 4) {
-		__le32 v = 0;
+	for (i = 0; i < len; i += MX_PAYLOAD_STEP) {
+		mx_payload_word v = 0;
 
-		memcpy(&v, buf + i, min(4U, len - i));
-		mx_wr(mx, reg + i, le32_to_cpu(v));
+		memcpy(&v, buf + i, min(MX_PAYLOAD_STEP, len - i));
+		mx_payload_wr(mx, reg + i, mx_payload_from_le(v));
 	}
 }
 
@@ -372,11 +404,16 @@ static void mx_window_toio(void __iomem *win, u64 off, const u8 *src,
 
 /* ---- doorbells ---- */
 
-/* Send one doorbell: payload, LEN, VECTOR (sends), then STATUS. */
+/*
+ * Send one doorbell: payload, LEN (when it changed), VECTOR (sends),
+ * then STATUS.  The device checks the link and the vector itself and
+ * says so in STATUS: reading LINK and VECTORS first would only cost
+ * two more traps.
+ */
 static int mx_send_doorbell(struct memexpose_dev *mx,
 			    const struct memexpose_doorbell *db)
 {
-	u32 link, vectors, status;
+	u32 status;
 	int ret;
 
 	if (db->reserved || db->size > MEMEXPOSE_DOORBELL_MAX ||
@@ -390,19 +427,11 @@ static int mx_send_doorbell(struct memexpose_dev *mx,
 	if (ret)
 		goto out_unlock;
 
-	link = mx_rd(mx, MX_REG_LINK);
-	vectors = mx_rd(mx, MX_REG_VECTORS);
-	if (!(link & MX_LINK_UP)) {
-		ret = -ENOTCONN;
-		goto out_exit;
-	}
-	if (db->vector >= MX_VECTORS_PEER(vectors)) {
-		ret = -EINVAL;
-		goto out_exit;
-	}
-
 	mx_payload_write(mx, MX_REG_DB_TX_DATA, db->data, db->size);
-	mx_wr(mx, MX_REG_DB_TX_LEN, db->size);
+	if (db->size != mx->tx_len) {
+		mx_wr(mx, MX_REG_DB_TX_LEN, db->size);
+		mx->tx_len = db->size;
+	}
 	mx_wr(mx, MX_REG_DB_TX_VECTOR, db->vector);
 	status = mx_rd(mx, MX_REG_DB_TX_STATUS);
 
@@ -427,7 +456,6 @@ static int mx_send_doorbell(struct memexpose_dev *mx,
 		ret = -EIO;
 		break;
 	}
-out_exit:
 	mx_hw_exit(mx);
 out_unlock:
 	mutex_unlock(&mx->tx_lock);
@@ -1320,6 +1348,8 @@ struct memexpose_dev *memexpose_create(struct device *parent,
 	mx->parent = parent;
 	init_rwsem(&mx->hw_rwsem);
 	mutex_init(&mx->tx_lock);
+	/* DB_TX_LEN is kept across device resets: write it on first use. */
+	mx->tx_len = U32_MAX;
 	mutex_init(&mx->rx_lock);
 	mutex_init(&mx->lock);
 	init_waitqueue_head(&mx->wq);
