@@ -12,10 +12,15 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/cutils.h"
+#include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/memfd.h"
 #include "qemu/rcu.h"
 #include "memexpose.h"
+
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010      /* Linux 5.1 */
+#endif
 
 /* ---- export policy ---- */
 
@@ -187,27 +192,45 @@ static bool mx_check_coverage(Int128 start, Int128 len,
 /*
  * A descriptor gives its holder the whole file, not just the range we
  * describe.  Hand it out only if all of that RAM is visible to the guest
- * and exported with at least the descriptor's permission, and, if it is
- * writable, only if the peer cannot shrink it under us (SIGBUS).
+ * and exported with at least the descriptor's permission; if it is
+ * writable, only if the peer cannot shrink it under us (SIGBUS); if it
+ * is read-only, only if the kernel refuses writes through any descriptor
+ * of the file: a read-only descriptor can be reopened read-write through
+ * /proc/self/fd (a memfd's mode is 0777, and root ignores modes anyway),
+ * so only a write seal makes read-only hold.
  */
-static bool mx_fd_grant_allowed(MemexposeState *s, FlatView *fv,
-                                MemoryRegion *mr, int fd, bool writable)
+static MxpForwardReason mx_fd_grant_allowed(MemexposeState *s, FlatView *fv,
+                                            MemoryRegion *mr, int fd,
+                                            const MemexposeExport *e)
 {
-    MxCoverage c = { .s = s, .mr = mr, .writable = writable,
+    MxCoverage c = { .s = s, .mr = mr, .writable = e->writable,
                      .covered = true };
     int seals;
 
     if (s->trust_peer) {
-        return true;
+        return MXP_FWD_UNSPECIFIED;
     }
-    if (writable) {
-        seals = fcntl(fd, F_GET_SEALS);
-        if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
-            return false;
+    seals = fcntl(fd, F_GET_SEALS);
+    if (e->writable && (seals < 0 || !(seals & F_SEAL_SHRINK))) {
+        return MXP_FWD_UNSEALED;
+    }
+    if (!e->writable &&
+        (seals < 0 || !(seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))) {
+        if (!s->ro_forward_logged) {
+            s->ro_forward_logged = true;
+            warn_report("memexpose %s: the read-only export 0x%" PRIx64
+                        "+0x%" PRIx64 " is forwarded, not shared: '%s' is"
+                        " not sealed against writing, and a peer could"
+                        " write it through a reopened descriptor", s->name,
+                        e->addr, e->size, memory_region_name(mr));
         }
+        return MXP_FWD_READ_ONLY;
     }
     flatview_for_each_range(fv, mx_check_coverage, &c);
-    return c.covered && c.visible == memory_region_size(mr);
+    if (!c.covered || c.visible != memory_region_size(mr)) {
+        return MXP_FWD_NOT_WHOLE;
+    }
+    return MXP_FWD_UNSPECIFIED;
 }
 
 static void mx_reply_map(MemexposeState *s, const MxpMsg *req, uint8_t kind,
@@ -221,6 +244,23 @@ static void mx_reply_map(MemexposeState *s, const MxpMsg *req, uint8_t kind,
     };
 
     memexpose_send(s, &reply, fd);
+}
+
+/* FORWARD, with the reason for a peer of protocol 1.1 or later. */
+static void mx_reply_forward(MemexposeState *s, const MxpMsg *req,
+                             uint8_t perm, uint64_t addr, uint64_t len,
+                             MxpForwardReason why)
+{
+    MxpMsg reply = {
+        .hdr = { .type = MXP_MAP_REPLY, .id = req->hdr.id },
+        .u.map_reply = { .kind = MXP_MAP_FORWARD, .perm = perm,
+                         .addr = addr, .length = len },
+    };
+
+    if (s->peer.version_minor >= 1) {
+        reply.u.map_reply.reason = why;
+    }
+    memexpose_send(s, &reply, -1);
 }
 
 /*
@@ -261,46 +301,52 @@ typedef struct MxFdSpan {
 /*
  * Whether the granule at @a may be handed out as a descriptor: wholly
  * inside one export and one shareable RAM flat range that policy lets us
- * give away.  *sp is then the largest such granule-aligned span around it.
+ * give away.  *sp is then the largest such granule-aligned span around
+ * it, and the result MXP_FWD_UNSPECIFIED; otherwise the result says why
+ * not.
  */
-static bool mx_fd_span(MemexposeState *s, FlatView *fv, uint64_t a,
-                       uint64_t g, MxFdSpan *sp)
+static MxpForwardReason mx_fd_span(MemexposeState *s, FlatView *fv,
+                                   uint64_t a, uint64_t g, MxFdSpan *sp)
 {
     MxFlatLookup l = { .addr = a };
     const MemexposeExport *e = memexpose_find_export(s, a, g);
+    MxpForwardReason why;
     MemoryRegion *mr;
     int fd;
 
     if (!e) {
-        return false;
+        return MXP_FWD_PARTIAL;
     }
     flatview_for_each_range(fv, mx_flat_lookup_cb, &l);
     if (!l.found) {
-        return false;
+        return MXP_FWD_NOT_RAM;
     }
     mr = l.mr;
     if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
         memory_region_is_rom(mr) || !mr->ram_block ||
         memexpose_is_imported(mr)) {
-        return false;
+        return MXP_FWD_NOT_RAM;
     }
     fd = memory_region_get_fd(mr);
     if (fd < 0 || !qemu_ram_is_shared(mr->ram_block)) {
-        return false;
+        return MXP_FWD_PRIVATE;
     }
     sp->start = ROUND_UP(MAX(e->addr, l.start), g);
     sp->end = mx_align_end(MIN(e->addr + (e->size - 1),
                                l.start + (l.len - 1)), g);
-    if (sp->start > a || sp->end < a + (g - 1) ||
-        !mx_fd_grant_allowed(s, fv, mr, fd, e->writable)) {
-        return false;
+    if (sp->start > a || sp->end < a + (g - 1)) {
+        return MXP_FWD_PARTIAL;
+    }
+    why = mx_fd_grant_allowed(s, fv, mr, fd, e);
+    if (why) {
+        return why;
     }
     sp->e = e;
     sp->mr = mr;
     sp->fd = fd;
     sp->fd_offset = mr->ram_block->fd_offset + l.offset_in_region +
                     (sp->start - l.start);
-    return true;
+    return MXP_FWD_UNSPECIFIED;
 }
 
 /* Hand out the descriptor of @sp; false if we cannot (forward it). */
@@ -376,7 +422,7 @@ static uint64_t mx_next_fd_granule(MemexposeState *s, FlatView *fv,
     for (i = 0; i < starts->len; i++) {
         uint64_t b = g_array_index(starts, uint64_t, i);
 
-        if (b > a && mx_fd_span(s, fv, b, g, &sp)) {
+        if (b > a && mx_fd_span(s, fv, b, g, &sp) == MXP_FWD_UNSPECIFIED) {
             return b;
         }
     }
@@ -412,6 +458,7 @@ void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
     uint64_t g = mx_granule(s);
     uint64_t a = addr & ~(g - 1);
     const MemexposeExport *e;
+    MxpForwardReason why;
     uint64_t next, end;
     MxFdSpan sp;
     FlatView *fv;
@@ -436,14 +483,18 @@ void memexpose_serve_map(MemexposeState *s, const MxpMsg *req)
     bql_lock();
     rcu_read_lock();
     fv = address_space_to_flatview(&address_space_memory);
-    if (!mx_fd_span(s, fv, a, g, &sp) || !mx_reply_fd(s, req, &sp)) {
+    why = mx_fd_span(s, fv, a, g, &sp);
+    if (!why && !mx_reply_fd(s, req, &sp)) {
+        why = MXP_FWD_NO_FD;
+    }
+    if (why) {
         next = mx_next_fd_granule(s, fv, a, g);
         end = next ? next - 1 : UINT64_MAX;
         e = memexpose_find_export(s, addr, 1);
-        mx_reply_map(s, req, MXP_MAP_FORWARD,
-                     e ? MXP_PERM_READ | (e->writable ? MXP_PERM_WRITE : 0)
-                       : 0,
-                     a, mx_range_length(a, end), 0, -1);
+        mx_reply_forward(s, req,
+                         e ? MXP_PERM_READ |
+                             (e->writable ? MXP_PERM_WRITE : 0) : 0,
+                         a, mx_range_length(a, end), why);
     }
     rcu_read_unlock();
     bql_unlock();

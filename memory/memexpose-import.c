@@ -287,13 +287,18 @@ void memexpose_remap(MemexposeState *s)
  * be sealed against shrinking.  Other files only if the peer is trusted.
  */
 static bool mx_fd_acceptable(MemexposeState *s, int fd, uint64_t offset,
-                             uint64_t len, const char **why)
+                             uint64_t len, bool writable, const char **why)
 {
     struct stat st;
-    int seals;
+    int seals, mode;
 
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         *why = "not a regular file or memfd";
+        return false;
+    }
+    mode = fcntl(fd, F_GETFL) & O_ACCMODE;
+    if (writable && mode != O_RDWR) {
+        *why = "a read-write grant with a descriptor not open for writing";
         return false;
     }
     if ((uint64_t)st.st_size < offset || st.st_size - offset < len) {
@@ -336,7 +341,8 @@ static void mx_map_fd(MemexposeState *s, const MxpMapReply *r, int fd,
         close(fd);
         return;
     }
-    if (!mx_fd_acceptable(s, fd, foff, len, &why)) {
+    if (!mx_fd_acceptable(s, fd, foff, len, r->perm & MXP_PERM_WRITE,
+                          &why)) {
         warn_report("memexpose %s: not mapping peer range 0x%" PRIx64
                     ": %s; forwarding it", s->name, wstart, why);
         close(fd);
@@ -449,6 +455,9 @@ static const char *mx_map_reply_invalid(MemexposeState *s,
     if ((r->addr & (g - 1)) || (!to_top && ((end + 1) & (g - 1)))) {
         return "it is not aligned to whole pages";
     }
+    if (r->kind == MXP_MAP_FD && (r->fd_offset & (g - 1))) {
+        return "its fd_offset is not aligned to whole pages";
+    }
     return NULL;
 }
 
@@ -496,6 +505,14 @@ static void mx_walk_reply_bh(void *opaque)
     }
     if (r->kind == MXP_MAP_FD) {
         mx_map_fd(s, r, fd, s->walk_base, call->inval_gen);
+    } else if (r->kind == MXP_MAP_FORWARD && r->reason) {
+        s->forward_reason = r->reason;
+        if (!(s->forward_reasons_logged & (1U << r->reason))) {
+            s->forward_reasons_logged |= 1U << r->reason;
+            info_report("memexpose %s: the peer forwards 0x%" PRIx64
+                        "+0x%" PRIx64 " instead of sharing it: %s", s->name,
+                        r->addr, r->length, mxp_forward_reason_str(r->reason));
+        }
     }
     end = r->addr + (r->length - 1);
     if (end == UINT64_MAX || (r->addr == 0 && r->length == UINT64_MAX) ||

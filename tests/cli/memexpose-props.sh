@@ -25,7 +25,7 @@ ok() {
 help=$("$qemu" -device memexpose-pci,help 2>&1)
 help_arm=$("$qemu_arm" -device memexpose-sysbus,help 2>&1)
 for prop in chardev export name window-size vectors queue-depth timeout \
-            heartbeat zero-copy trust-peer boot-target; do
+            heartbeat zero-copy doorbell-ring trust-peer boot-target; do
     echo "$help" | grep -q "^  $prop=" ; ok $? "property $prop is listed"
     echo "$help_arm" | grep -q "^  $prop=" ; ok $? "sysbus: $prop is listed"
 done
@@ -58,6 +58,23 @@ rc=$?
 ok $? "refuses a missing chardev"
 
 refuse boot-target=on "boot-target=on is supported only on Arm machines"
+
+# refuse_chardev CHARDEV-OPTIONS EXPECTED-MESSAGE: only a unix socket
+# can carry the link's descriptors; anything else is refused by name.
+refuse_chardev() {
+    out=$(timeout 20 "$qemu" -display none -S -chardev "$1" \
+          -device memexpose-pci,chardev=mx 2>&1 </dev/null)
+    rc=$?
+    [ $rc -eq 1 ] && echo "$out" | grep -q -- "$2"
+    ok $? "refuses -chardev $1 (exit $rc)"
+}
+
+refuse_chardev null,id=mx "chardev 'mx' is of type 'null'; the link needs a unix socket"
+refuse_chardev ringbuf,id=mx "chardev 'mx' is of type 'ringbuf'"
+refuse_chardev "file,id=mx,path=$dir/f" "chardev 'mx' is of type 'file'"
+refuse_chardev stdio,id=mx "chardev 'mx' is of type 'stdio'"
+refuse_chardev "socket,id=mx,host=127.0.0.1,port=0,server=on,wait=off" \
+    "chardev 'mx' is not a unix socket"
 
 # sysbus on virt: arm_start EXTRA-MACHINE-OPTS DEVICE-OPTS [ARGS...]
 arm_start() {

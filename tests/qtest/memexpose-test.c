@@ -16,6 +16,7 @@
 #include "hw/misc/memexpose/memexpose-wire.h"
 #include "qobject/qdict.h"
 #include "qemu/atomic.h"
+#include "qemu/bswap.h"
 #include "qemu/cutils.h"
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -119,6 +120,28 @@ static uint64_t mx_stat(Side *s, const char *prop)
     val = qdict_get_int(rsp, "return");
     qobject_unref(rsp);
     return val;
+}
+
+/* Wait for the importer's forward-reason property to read @reason. */
+static void wait_forward_reason(Side *s, const char *reason)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    for (;;) {
+        QDict *rsp = qtest_qmp(s->qts, "{'execute': 'qom-get', 'arguments':"
+                               " {'path': '/machine/peripheral/mx',"
+                               " 'property': 'forward-reason'}}");
+        bool match;
+
+        g_assert(qdict_haskey(rsp, "return"));
+        match = g_str_equal(qdict_get_str(rsp, "return"), reason);
+        qobject_unref(rsp);
+        if (match) {
+            return;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
 }
 
 static bool link_up(Side *s)
@@ -278,6 +301,8 @@ static void test_forwarded(void)
     g_assert_cmphex(qpci_io_readq(b.dev, b.window, 0x2000010), ==,
                     0xfedcba9876543210ULL);
     g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    /* A said why it does not share its RAM. */
+    wait_forward_reason(&b, "its RAM is not backed by a shareable file");
 
     /* MMIO: A's own register block, read through B's window. */
     reg_write(&b, MX_REG_WINDOW_BASE_HI, a.regs.addr >> 32);
@@ -1079,7 +1104,32 @@ typedef enum HostileMode {
     HOSTILE_TINY_MAP,           /* every MAP_REPLY describes one byte */
     HOSTILE_PAGE_MAP,           /* ... one page: a walk without end */
     HOSTILE_SILENT_MAP,         /* MAP is never answered */
+    HOSTILE_FD_MISALIGNED,      /* FD at an fd_offset inside its 64K page */
+    HOSTILE_FD_READ_ONLY,       /* read-write grant, read-only descriptor */
 } HostileMode;
+
+static void ring_send(int fd, const MxpMsg *msg, int payload_fd);
+
+/* A sealed memfd of @size bytes, reopened read-only if @read_only. */
+static int hostile_memfd(size_t size, bool read_only)
+{
+    int fd = memfd_create("hostile-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    g_autofree char *path = NULL;
+    int ro;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, size), ==, 0);
+    g_assert_cmpint(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), ==,
+                    0);
+    if (!read_only) {
+        return fd;
+    }
+    path = g_strdup_printf("/proc/self/fd/%d", fd);
+    ro = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(ro, >=, 0);
+    close(fd);
+    return ro;
+}
 
 typedef struct Hostile {
     HostileMode mode;
@@ -1145,8 +1195,16 @@ static gpointer hostile_peer(gpointer opaque)
         },
     };
     int fd = accept(h->listen_fd, NULL, NULL);
+    int ram = -1;
 
     g_assert_cmpint(fd, >=, 0);
+    if (h->mode == HOSTILE_FD_MISALIGNED) {
+        hello.u.hello.page_size = 64 * 1024;
+    }
+    if (h->mode == HOSTILE_FD_MISALIGNED || h->mode == HOSTILE_FD_READ_ONLY) {
+        ram = hostile_memfd(WINDOW_SIZE + 64 * 1024,
+                            h->mode == HOSTILE_FD_READ_ONLY);
+    }
     g_assert(hostile_recv(fd, buf, &msg));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
     hostile_send(fd, &hello);
@@ -1161,7 +1219,20 @@ static gpointer hostile_peer(gpointer opaque)
             break;
         case MXP_MAP:
             qatomic_inc(&h->maps);
-            if (h->mode != HOSTILE_SILENT_MAP) {
+            if (ram >= 0) {
+                uint64_t page = hello.u.hello.page_size;
+
+                reply.hdr.type = MXP_MAP_REPLY;
+                reply.u.map_reply = (MxpMapReply) {
+                    .kind = MXP_MAP_FD,
+                    .perm = h->mode == HOSTILE_FD_READ_ONLY ?
+                            MXP_PERM_ALL : MXP_PERM_READ,
+                    .addr = msg.u.map.addr & ~(page - 1),
+                    .length = WINDOW_SIZE,
+                    .fd_offset = h->mode == HOSTILE_FD_MISALIGNED ? 4096 : 0,
+                };
+                ring_send(fd, &reply, ram);
+            } else if (h->mode != HOSTILE_SILENT_MAP) {
                 reply.hdr.type = MXP_MAP_REPLY;
                 reply.u.map_reply = (MxpMapReply) {
                     .kind = MXP_MAP_FORWARD, .perm = MXP_PERM_READ,
@@ -1176,6 +1247,9 @@ static gpointer hostile_peer(gpointer opaque)
         }
     }
     close(fd);
+    if (ram >= 0) {
+        close(ram);
+    }
     qatomic_set(&h->closed, true);
     return NULL;
 }
@@ -1201,7 +1275,8 @@ static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
 {
     g_autofree char *sock = sock_path(mode == HOSTILE_TINY_MAP ? "tiny" :
                                       mode == HOSTILE_PAGE_MAP ? "page" :
-                                      "silent");
+                                      mode == HOSTILE_SILENT_MAP ? "silent" :
+                                      "fd");
     g_autofree char *log = g_strdup_printf("%s/hostile.log", tmpdir);
     g_autofree char *text = NULL;
     struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -1266,6 +1341,67 @@ static void test_hostile_page_map(void)
 {
     run_hostile_exporter(HOSTILE_PAGE_MAP, 5000,
                          "the mapping walk needs more than 1024 MAPs");
+}
+
+static void test_hostile_fd_misaligned(void)
+{
+    run_hostile_exporter(HOSTILE_FD_MISALIGNED, 5000,
+                         "bad MAP_REPLY for 0x0: its fd_offset is not aligned"
+                         " to whole pages");
+}
+
+/*
+ * A read-write grant whose descriptor is open only for reading is not
+ * mapped: forwarded, with the reason logged, and the link stays up.
+ */
+static void test_hostile_fd_read_only(void)
+{
+    g_autofree char *sock = sock_path("fd-ro");
+    g_autofree char *log = g_strdup_printf("%s/fd-ro.log", tmpdir);
+    g_autofree char *text = NULL;
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    Hostile h = { .mode = HOSTILE_FD_READ_ONLY };
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    const char *reason = "a read-write grant with a descriptor not open for"
+                         " writing; forwarding it";
+    int saved_stderr, log_fd;
+    GThread *peer;
+    Side b;
+
+    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(h.listen_fd, >=, 0);
+    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
+    unlink(sock);
+    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
+                         sizeof(sun)), ==, 0);
+    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    peer = g_thread_new("hostile", hostile_peer, &h);
+
+    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    g_assert_cmpint(log_fd, >=, 0);
+    saved_stderr = dup(STDERR_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    side_start(&b, sock, false, "memfd", "side-b", NULL);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    close(log_fd);
+
+    for (;;) {
+        g_assert(g_file_get_contents(log, &text, NULL, NULL));
+        if (strstr(text, reason)) {
+            break;
+        }
+        g_clear_pointer(&text, g_free);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+    g_assert(link_up(&b));
+    g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
+
+    side_stop(&b);
+    g_thread_join(peer);
+    close(h.listen_fd);
 }
 
 static void test_hostile_silent_map(void)
@@ -1539,6 +1675,171 @@ static void test_hostile_ring_consumer(void)
                      " index beyond its producer index");
 }
 
+/* ---- a read-only export against a peer that reopens descriptors ---- */
+
+/* Connect to @sock as the peer named "reader" and do the handshake. */
+static int peer_connect(const char *sock)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    uint8_t buf[MXP_MAX_MESSAGE];
+    MxpMsg msg, hello = {
+        .hdr = { .type = MXP_HELLO },
+        .u.hello = {
+            .magic = MXP_MAGIC, .version_major = MXP_VERSION_MAJOR,
+            .version_minor = MXP_VERSION_MINOR,
+            .features = MXP_FEAT_MAP | MXP_FEAT_BULK, .page_size = 4096,
+            .role = MXP_ROLE_TOOL, .max_data = MXP_MAX_DATA,
+            .name = "reader",
+        },
+    };
+    int fd, rfd;
+
+    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
+    for (;;) {
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        g_assert_cmpint(fd, >=, 0);
+        if (!connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+            break;
+        }
+        close(fd);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+    g_assert(ring_recv(fd, buf, &msg, &rfd));
+    g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
+    ring_send(fd, &hello, -1);
+    return fd;
+}
+
+/*
+ * Send @req and return its reply in @reply (and its fd, or -1),
+ * answering what the device asks of us meanwhile: its mapping walk
+ * finds nothing here, PINGs get their PONG.
+ */
+static void peer_call(int fd, MxpMsg *req, MxpMsg *reply, int *rfd)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+
+    ring_send(fd, req, -1);
+    for (;;) {
+        MxpMsg answer = { .hdr = { .id = 0 } };
+
+        g_assert(ring_recv(fd, buf, reply, rfd));
+        if (reply->hdr.id == req->hdr.id &&
+            mxp_type_is_reply(reply->hdr.type)) {
+            if (reply->hdr.type == MXP_READ_REPLY) {
+                /* The payload points into @buf. */
+                static uint8_t data[MXP_MAX_DATA];
+
+                memcpy(data, reply->u.access.data, reply->u.access.size);
+                reply->u.access.data = data;
+            }
+            return;
+        }
+        answer.hdr.id = reply->hdr.id;
+        if (reply->hdr.type == MXP_PING) {
+            answer.hdr.type = MXP_PONG;
+            answer.u.ping = reply->u.ping;
+            ring_send(fd, &answer, -1);
+        } else if (reply->hdr.type == MXP_MAP) {
+            answer.hdr.type = MXP_MAP_REPLY;
+            answer.u.map_reply = (MxpMapReply) {
+                .kind = MXP_MAP_DENIED,
+                .addr = reply->u.map.addr & ~4095ULL,
+                .length = WINDOW_SIZE,
+            };
+            ring_send(fd, &answer, -1);
+        }
+        if (*rfd >= 0) {
+            close(*rfd);
+        }
+    }
+}
+
+/*
+ * A read-only export of a memfd that is not sealed against writing goes
+ * out forwarded, never as a descriptor: a read-only descriptor can be
+ * reopened read-write through /proc/self/fd.  Reads still work, writes
+ * are refused, and the exporter's memory stays intact.
+ */
+static void test_read_only_reopen(void)
+{
+    g_autofree char *sock = sock_path("reopen");
+    g_autofree char *log = g_strdup_printf("%s/reopen.log", tmpdir);
+    g_autofree char *text = NULL;
+    const char *args = "-object memory-backend-memfd,id=ro,size=1M,share=on "
+                       "-device ivshmem-plain,memdev=ro";
+    QPCIDevice *shm = NULL;
+    MxpMsg req = { .hdr = { .id = 1 } }, reply;
+    int saved_stderr, log_fd, fd, rfd;
+    uint8_t pattern[4] = { 0xba, 0xdb, 0xad, 0xba };
+    uint64_t size;
+    QPCIBar bar;
+    Side a;
+
+    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    g_assert_cmpint(log_fd, >=, 0);
+    saved_stderr = dup(STDERR_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    side_start_args(&a, sock, true, "memfd", "side-a",
+                    "export=0xe0000000+512M:ro", args);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    close(log_fd);
+    qpci_device_foreach(a.qs->pcibus, 0x1af4, 0x1110, save_fn, &shm);
+    g_assert(shm);
+    qpci_device_enable(shm);
+    bar = qpci_iomap(shm, 2, &size);
+    qtest_writel(a.qts, bar.addr + 0x100, 0x600dcafe);
+
+    fd = peer_connect(sock);
+    req.hdr.type = MXP_MAP;
+    req.u.map.addr = bar.addr;
+    peer_call(fd, &req, &reply, &rfd);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_MAP_REPLY);
+    if (reply.u.map_reply.kind == MXP_MAP_FD) {
+        /* What a hostile peer does with it: reopen it read-write. */
+        g_autofree char *path = g_strdup_printf("/proc/self/fd/%d", rfd);
+        int rw = open(path, O_RDWR | O_CLOEXEC);
+
+        if (rw >= 0) {
+            g_assert_cmpint(pwrite(rw, pattern, sizeof(pattern),
+                                   reply.u.map_reply.fd_offset + 0x100), ==,
+                            sizeof(pattern));
+            close(rw);
+        }
+        close(rfd);
+        g_test_message("got a descriptor for the read-only export; after "
+                       "reopening it A reads 0x%08x",
+                       qtest_readl(a.qts, bar.addr + 0x100));
+    }
+    g_assert_cmpuint(reply.u.map_reply.kind, ==, MXP_MAP_FORWARD);
+    g_assert_cmpuint(reply.u.map_reply.perm, ==, MXP_PERM_READ);
+    g_assert_cmpuint(reply.u.map_reply.reason, ==, MXP_FWD_READ_ONLY);
+
+    /* Forwarded: reads see A's memory, writes are refused. */
+    req = (MxpMsg) { .hdr = { .type = MXP_READ, .id = 2 },
+                     .u.access = { .addr = bar.addr + 0x100, .size = 4 } };
+    peer_call(fd, &req, &reply, &rfd);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_READ_REPLY);
+    g_assert_cmphex(ldl_le_p(reply.u.access.data), ==, 0x600dcafe);
+    req = (MxpMsg) { .hdr = { .type = MXP_WRITE, .id = 3 },
+                     .u.access = { .addr = bar.addr + 0x100, .size = 4,
+                                   .data = pattern } };
+    peer_call(fd, &req, &reply, &rfd);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_ERROR);
+    g_assert_cmpuint(reply.u.error.code, ==, MXP_E_READ_ONLY);
+    g_assert_cmphex(qtest_readl(a.qts, bar.addr + 0x100), ==, 0x600dcafe);
+
+    close(fd);
+    g_free(shm);
+    side_stop(&a);
+    g_assert(g_file_get_contents(log, &text, NULL, NULL));
+    g_assert(strstr(text, "is forwarded, not shared: 'ro' is not sealed"
+                    " against writing"));
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -1571,6 +1872,12 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/hostile/tiny-map", test_hostile_tiny_map);
     qtest_add_func("/memexpose/hostile/page-map", test_hostile_page_map);
     qtest_add_func("/memexpose/hostile/silent-map", test_hostile_silent_map);
+    qtest_add_func("/memexpose/hostile/fd-misaligned",
+                   test_hostile_fd_misaligned);
+    qtest_add_func("/memexpose/hostile/fd-read-only",
+                   test_hostile_fd_read_only);
+    qtest_add_func("/memexpose/hostile/read-only-reopen",
+                   test_read_only_reopen);
     qtest_add_func("/memexpose/hostile/ring-unsealed",
                    test_hostile_ring_unsealed);
     qtest_add_func("/memexpose/hostile/ring-not-eventfd",

@@ -59,7 +59,8 @@
 /* MAP_REPLY. */
 #define R_KIND          (PL + 0)
 #define R_PERM          (PL + 1)
-#define R_RSVD          (PL + 2)            /* 6 bytes */
+#define R_REASON        (PL + 2)            /* FORWARD only */
+#define R_RSVD          (PL + 3)            /* 5 bytes */
 #define R_ADDR          (PL + 8)
 #define R_LENGTH        (PL + 16)
 #define R_FD_OFFSET     (PL + 24)
@@ -375,6 +376,7 @@ static void assert_msg_equal(const MxpMsg *a, const MxpMsg *b)
     case MXP_MAP_REPLY:
         g_assert_cmpuint(a->u.map_reply.kind, ==, b->u.map_reply.kind);
         g_assert_cmpuint(a->u.map_reply.perm, ==, b->u.map_reply.perm);
+        g_assert_cmpuint(a->u.map_reply.reason, ==, b->u.map_reply.reason);
         g_assert_cmpuint(a->u.map_reply.addr, ==, b->u.map_reply.addr);
         g_assert_cmpuint(a->u.map_reply.length, ==, b->u.map_reply.length);
         g_assert_cmpuint(a->u.map_reply.fd_offset, ==,
@@ -699,6 +701,8 @@ static void test_roundtrip_map_reply(void)
         m.u.map_reply.kind = MXP_MAP_FORWARD;
         m.u.map_reply.fd_offset = 0;
         roundtrip(&m);
+        m.u.map_reply.reason = MXP_FWD_PRIVATE;
+        roundtrip(&m);
     }
 
     /* DENIED: no permissions, no fd. */
@@ -883,7 +887,8 @@ static void test_encode_layout(void)
     encode_ok(&m, buf);
     g_assert_cmpuint(buf[R_KIND], ==, MXP_MAP_FD);
     g_assert_cmpuint(buf[R_PERM], ==, MXP_PERM_READ);
-    g_assert_cmpuint(get_le(buf + R_RSVD, 6), ==, 0);
+    g_assert_cmpuint(buf[R_REASON], ==, 0);
+    g_assert_cmpuint(get_le(buf + R_RSVD, 5), ==, 0);
     g_assert_cmpuint(get_le(buf + R_ADDR, 8), ==, 0x40000);
     g_assert_cmpuint(get_le(buf + R_LENGTH, 8), ==, 0x10000);
     g_assert_cmpuint(get_le(buf + R_FD_OFFSET, 8), ==, 0x2000);
@@ -1433,7 +1438,16 @@ static void test_decode_map_reply(void)
         expect_patched(&m, R_KIND, 1, MXP_MAP_KIND_MAX + 1, MXP_ERR_RANGE);
         expect_patched(&m, R_KIND, 1, 0xff, MXP_ERR_RANGE);
         expect_patched(&m, R_LENGTH, 8, 0, MXP_ERR_RANGE);
-        expect_reserved(&m, R_RSVD, 6);
+        expect_reserved(&m, R_RSVD, 5);
+        if (kind == MXP_MAP_FORWARD) {
+            expect_patched(&m, R_REASON, 1, MXP_FWD_READ_ONLY, MXP_OK);
+            expect_patched(&m, R_REASON, 1, MXP_FWD_REASON_MAX, MXP_OK);
+            expect_patched(&m, R_REASON, 1, MXP_FWD_REASON_MAX + 1,
+                           MXP_ERR_RANGE);
+        } else {
+            /* Only FORWARD gives a reason. */
+            expect_patched(&m, R_REASON, 1, 1, MXP_ERR_RANGE);
+        }
 
         /* Address range wrapping past 2^64. */
         m.u.map_reply.addr = 0 - 0x1000ULL;
@@ -1795,6 +1809,14 @@ static void test_strings(void)
             g_assert_cmpstr(mxp_err_str(i), !=, mxp_err_str(j));
         }
         g_assert_cmpstr(mxp_err_str(i), !=, mxp_err_str(MXP_E_MAX + 1));
+    }
+    for (i = 0; i <= MXP_FWD_REASON_MAX; i++) {
+        for (j = 0; j < i; j++) {
+            g_assert_cmpstr(mxp_forward_reason_str(i), !=,
+                            mxp_forward_reason_str(j));
+        }
+        g_assert_cmpstr(mxp_forward_reason_str(i), !=,
+                        mxp_forward_reason_str(MXP_FWD_REASON_MAX + 1));
     }
     for (i = 0; i < G_N_ELEMENTS(statuses); i++) {
         for (j = 0; j < i; j++) {

@@ -34,6 +34,7 @@
 #include "system/runstate-action.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
+#include "chardev/char.h"
 #include "memexpose.h"
 
 /* Main loop: reflect a link change in the registers and the window. */
@@ -49,6 +50,8 @@ static void mx_link_bh(void *opaque)
     /* Mappings of an earlier link, even one already replaced, go. */
     memexpose_unmap_all(s);
     if (up) {
+        s->forward_reason = MXP_FWD_UNSPECIFIED;
+        s->forward_reasons_logged = 0;
         memexpose_remap(s);
     }
     s->intr_status |= MX_INTR_LINK;
@@ -124,12 +127,40 @@ static void mx_shutdown_notify(Notifier *notifier, void *data)
 
 static unsigned mx_instances;
 
+/*
+ * The link passes descriptors (zero-copy RAM, doorbell rings), which
+ * only a unix socket can carry: refuse anything else by name.
+ */
+static bool mx_check_chardev(MemexposeState *s, Error **errp)
+{
+    Chardev *chr = qemu_chr_fe_get_driver(&s->chr);
+    const char *type = object_get_typename(OBJECT(chr));
+
+    if (!object_dynamic_cast(OBJECT(chr), TYPE_CHARDEV_SOCKET)) {
+        error_setg(errp, "memexpose: chardev '%s' is of type '%s'; the link"
+                   " needs a unix socket chardev (-chardev socket,path=...)",
+                   chr->label, g_str_has_prefix(type, "chardev-") ?
+                   type + strlen("chardev-") : type);
+        return false;
+    }
+    if (!qemu_chr_has_feature(chr, QEMU_CHAR_FEATURE_FD_PASS)) {
+        error_setg(errp, "memexpose: chardev '%s' is not a unix socket; the"
+                   " link passes file descriptors, so it needs"
+                   " -chardev socket,path=...", chr->label);
+        return false;
+    }
+    return true;
+}
+
 void memexpose_realize(MemexposeState *s, Error **errp)
 {
     g_autofree char *iothread_id = NULL;
 
     if (!qemu_chr_fe_backend_connected(&s->chr)) {
         error_setg(errp, "memexpose: the 'chardev' property is required");
+        return;
+    }
+    if (!mx_check_chardev(s, errp)) {
         return;
     }
     if (s->window_size < 4096 || !is_power_of_2(s->window_size)) {
@@ -289,6 +320,17 @@ static void mx_get_peer_name(Object *obj, Visitor *v, const char *name,
     visit_type_str(v, name, &p, errp);
 }
 
+/* Why the peer forwards what it could share, "" if it did not say. */
+static void mx_get_forward_reason(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    MemexposeState *s = opaque;
+    char *reason = (char *)(s->forward_reason ?
+                            mxp_forward_reason_str(s->forward_reason) : "");
+
+    visit_type_str(v, name, &reason, errp);
+}
+
 QEMU_BUILD_BUG_ON(MX_BOOT_MAX_ARGS != MXP_BOOT_ARGS);
 
 static const Property memexpose_properties[] = {
@@ -363,4 +405,6 @@ void memexpose_add_properties(Object *obj, MemexposeState *s)
                         s);
     object_property_add(obj, "peer-name", "str", mx_get_peer_name, NULL,
                         NULL, s);
+    object_property_add(obj, "forward-reason", "str", mx_get_forward_reason,
+                        NULL, NULL, s);
 }

@@ -120,6 +120,10 @@ static bool map_reply_ok(const MxpMapReply *r)
     if (r->kind > MXP_MAP_KIND_MAX || !range_ok(r->addr, r->length)) {
         return false;
     }
+    if (r->kind == MXP_MAP_FORWARD ? r->reason > MXP_FWD_REASON_MAX
+                                   : r->reason != 0) {
+        return false;
+    }
     if (r->kind == MXP_MAP_DENIED) {
         return r->perm == 0 && r->fd_offset == 0;
     }
@@ -335,7 +339,8 @@ static int decode_payload(const uint8_t *p, uint32_t len, MxpMsg *m)
     case MXP_MAP_REPLY:
         m->u.map_reply.kind = p[0];
         m->u.map_reply.perm = p[1];
-        if (!zero(p + 2, 6)) {
+        m->u.map_reply.reason = p[2];
+        if (!zero(p + 3, 5)) {
             return MXP_ERR_RANGE;
         }
         m->u.map_reply.addr = get64(p + 8);
@@ -532,6 +537,7 @@ int mxp_encode(const MxpMsg *msg, uint8_t *buf, size_t cap)
     case MXP_MAP_REPLY:
         p[0] = m.u.map_reply.kind;
         p[1] = m.u.map_reply.perm;
+        p[2] = m.u.map_reply.reason;
         put64(p + 8, m.u.map_reply.addr);
         put64(p + 16, m.u.map_reply.length);
         put64(p + 24, m.u.map_reply.fd_offset);
@@ -673,4 +679,28 @@ const char *mxp_err_str(unsigned code)
         return names[code];
     }
     return "unknown error";
+}
+
+const char *mxp_forward_reason_str(unsigned reason)
+{
+    static const char *const names[] = {
+        [MXP_FWD_UNSPECIFIED] = "no reason given",
+        [MXP_FWD_NOT_RAM] = "it is MMIO, ROM or device memory",
+        [MXP_FWD_PRIVATE] = "its RAM is not backed by a shareable file",
+        [MXP_FWD_PARTIAL] = "it does not fill whole pages of one export and"
+                            " one RAM range",
+        [MXP_FWD_NOT_WHOLE] = "its file also backs memory that is not"
+                              " visible or not exported (trust-peer=on"
+                              " would share it)",
+        [MXP_FWD_UNSEALED] = "its file is not sealed against shrinking"
+                             " (trust-peer=on would share it)",
+        [MXP_FWD_READ_ONLY] = "it is a read-only export of a file that is"
+                              " not sealed against writing",
+        [MXP_FWD_NO_FD] = "the exporter could not make a descriptor",
+    };
+
+    if (reason < sizeof(names) / sizeof(names[0])) {
+        return names[reason];
+    }
+    return "unknown reason";
 }

@@ -133,6 +133,22 @@ typedef enum MxpMapKind {
     MXP_MAP_KIND_MAX = MXP_MAP_DENIED,
 } MxpMapKind;
 
+/*
+ * Why a MAP_REPLY of kind FORWARD is not of kind FD (protocol 1.1; sent
+ * only to a peer of minor version 1 or later, 0 otherwise).
+ */
+typedef enum MxpForwardReason {
+    MXP_FWD_UNSPECIFIED = 0,
+    MXP_FWD_NOT_RAM = 1,        /* MMIO, ROM or device memory */
+    MXP_FWD_PRIVATE = 2,        /* RAM without a shareable file */
+    MXP_FWD_PARTIAL = 3,        /* not whole pages of one export and range */
+    MXP_FWD_NOT_WHOLE = 4,      /* the file is not wholly visible, exported */
+    MXP_FWD_UNSEALED = 5,       /* writable, not sealed against shrinking */
+    MXP_FWD_READ_ONLY = 6,      /* read-only, not sealed against writing */
+    MXP_FWD_NO_FD = 7,          /* the exporter could not make a descriptor */
+    MXP_FWD_REASON_MAX = MXP_FWD_NO_FD,
+} MxpForwardReason;
+
 /* Permission bits for MAP_REPLY. */
 #define MXP_PERM_READ           (1U << 0)
 #define MXP_PERM_WRITE          (1U << 1)
@@ -200,6 +216,7 @@ typedef struct MxpMapRequest {
 typedef struct MxpMapReply {
     uint8_t kind;               /* MxpMapKind */
     uint8_t perm;               /* MXP_PERM_* */
+    uint8_t reason;             /* MXP_MAP_FORWARD: MxpForwardReason */
     uint64_t addr;              /* start of the described range */
     uint64_t length;
     uint64_t fd_offset;         /* MXP_MAP_FD only */
@@ -273,6 +290,7 @@ unsigned mxp_expected_fds(const MxpHeader *hdr);
 const char *mxp_type_name(unsigned type);
 const char *mxp_status_str(int status);
 const char *mxp_err_str(unsigned code);
+const char *mxp_forward_reason_str(unsigned reason);
 
 /* True for a message sent in answer to a request (it echoes the id). */
 bool mxp_type_is_reply(unsigned type);

@@ -255,10 +255,15 @@ struct MemexposeState {
     unsigned walk_maps;
     QEMUBH *walk_bh;
     QEMUTimer *walk_timer;
+    /* Why the peer forwards rather than shares (MxpForwardReason), BQL */
+    uint8_t forward_reason;         /* last one given on this link */
+    uint32_t forward_reasons_logged;
     /* Importer's mappings, under memexpose-import.c's mapping lock */
     QLIST_HEAD(, MemexposeMapping) mappings;
     uint32_t inval_gen;         /* INVALIDATEs received; I/O thread writes */
 
+    /* Exporter: a read-only export was forwarded for want of a seal (BQL) */
+    bool ro_forward_logged;
     /* Exporter: RAM ranges handed out as fds on this link (@lock) */
     GArray *granted;
     /* Exporter: exported RAM ranges changed in this transaction (BQL) */
