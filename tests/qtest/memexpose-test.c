@@ -1098,6 +1098,60 @@ static void test_invalidate_storm_loaded(void)
     run_storm(g_get_num_processors());
 }
 
+/* ---- peers played by the test ---- */
+
+/* A listening unix socket at @sock for one peer played by the test. */
+static int listen_unix(const char *sock)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    g_assert_cmpint(fd, >=, 0);
+    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
+    unlink(sock);
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), ==, 0);
+    g_assert_cmpint(listen(fd, 1), ==, 0);
+    return fd;
+}
+
+/*
+ * side_start_args() with QEMU's stderr going to @log, so that the
+ * reasons it logs can be checked.  The side is named side-a as a server,
+ * side-b as a client.
+ */
+static void side_start_logged(Side *s, const char *log, const char *sock,
+                              bool server, const char *extra,
+                              const char *args)
+{
+    int log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int saved_stderr = dup(STDERR_FILENO);
+
+    g_assert_cmpint(log_fd, >=, 0);
+    dup2(log_fd, STDERR_FILENO);
+    side_start_args(s, sock, server, "memfd", server ? "side-a" : "side-b",
+                    extra, args);
+    dup2(saved_stderr, STDERR_FILENO);
+    close(saved_stderr);
+    close(log_fd);
+}
+
+/* Wait until QEMU has logged @text to @log. */
+static void wait_log(const char *log, const char *text)
+{
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+
+    for (;;) {
+        g_autofree char *contents = NULL;
+
+        g_assert(g_file_get_contents(log, &contents, NULL, NULL));
+        if (strstr(contents, text)) {
+            return;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+}
+
 /* ---- a hostile exporter, played by the test ---- */
 
 typedef enum HostileMode {
@@ -1107,8 +1161,6 @@ typedef enum HostileMode {
     HOSTILE_FD_MISALIGNED,      /* FD at an fd_offset inside its 64K page */
     HOSTILE_FD_READ_ONLY,       /* read-write grant, read-only descriptor */
 } HostileMode;
-
-static void ring_send(int fd, const MxpMsg *msg, int payload_fd);
 
 /* A sealed memfd of @size bytes, reopened read-only if @read_only. */
 static int hostile_memfd(size_t size, bool read_only)
@@ -1152,33 +1204,71 @@ static bool read_full(int fd, uint8_t *buf, size_t len)
     return true;
 }
 
-static bool hostile_recv(int fd, uint8_t *buf, MxpMsg *msg)
+/* One message, and the fd that came with it (or -1). */
+static bool peer_recv(int fd, uint8_t *buf, MxpMsg *msg, int *rfd)
 {
+    char control[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { .iov_base = buf, .iov_len = MXP_HEADER_SIZE };
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1,
+        .msg_control = control, .msg_controllen = sizeof(control),
+    };
+    struct cmsghdr *cmsg;
     MxpHeader hdr;
 
-    if (!read_full(fd, buf, MXP_HEADER_SIZE)) {
+    *rfd = -1;
+    if (recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != MXP_HEADER_SIZE) {
         return false;
+    }
+    for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
+        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+            memcpy(rfd, CMSG_DATA(cmsg), sizeof(int));
+        }
     }
     g_assert_cmpint(mxp_decode_header(buf, MXP_HEADER_SIZE, &hdr), ==,
                     MXP_OK);
     if (!read_full(fd, buf + MXP_HEADER_SIZE, hdr.length)) {
         return false;
     }
-    g_assert_cmpint(mxp_decode(buf, MXP_HEADER_SIZE + hdr.length, 0, msg),
-                    ==, MXP_OK);
+    g_assert_cmpint(mxp_decode(buf, MXP_HEADER_SIZE + hdr.length,
+                               *rfd >= 0, msg), ==, MXP_OK);
     return true;
 }
 
-static void hostile_send(int fd, const MxpMsg *msg)
+/* One message, with @payload_fd attached unless it is -1. */
+static void peer_send(int fd, const MxpMsg *msg, int payload_fd)
 {
     uint8_t buf[MXP_MAX_MESSAGE];
+    char control[CMSG_SPACE(sizeof(int))] = { 0 };
     int len = mxp_encode(msg, buf, sizeof(buf));
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+    struct cmsghdr *cmsg;
 
     g_assert_cmpint(len, >, 0);
+    if (payload_fd >= 0) {
+        mh.msg_control = control;
+        mh.msg_controllen = sizeof(control);
+        cmsg = CMSG_FIRSTHDR(&mh);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cmsg), &payload_fd, sizeof(int));
+    }
     /* QEMU may already have hung up on us. */
-    if (write(fd, buf, len) != len) {
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != len) {
         return;
     }
+}
+
+/* A message that must come without a descriptor. */
+static bool hostile_recv(int fd, uint8_t *buf, MxpMsg *msg)
+{
+    int rfd;
+    bool ok = peer_recv(fd, buf, msg, &rfd);
+
+    g_assert_cmpint(rfd, ==, -1);
+    return ok;
 }
 
 static gpointer hostile_peer(gpointer opaque)
@@ -1207,7 +1297,7 @@ static gpointer hostile_peer(gpointer opaque)
     }
     g_assert(hostile_recv(fd, buf, &msg));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
-    hostile_send(fd, &hello);
+    peer_send(fd, &hello, -1);
     while (hostile_recv(fd, buf, &msg)) {
         MxpMsg reply = { .hdr = { .id = msg.hdr.id } };
 
@@ -1215,7 +1305,7 @@ static gpointer hostile_peer(gpointer opaque)
         case MXP_PING:
             reply.hdr.type = MXP_PONG;
             reply.u.ping = msg.u.ping;
-            hostile_send(fd, &reply);
+            peer_send(fd, &reply, -1);
             break;
         case MXP_MAP:
             qatomic_inc(&h->maps);
@@ -1231,7 +1321,7 @@ static gpointer hostile_peer(gpointer opaque)
                     .length = WINDOW_SIZE,
                     .fd_offset = h->mode == HOSTILE_FD_MISALIGNED ? 4096 : 0,
                 };
-                ring_send(fd, &reply, ram);
+                peer_send(fd, &reply, ram);
             } else if (h->mode != HOSTILE_SILENT_MAP) {
                 reply.hdr.type = MXP_MAP_REPLY;
                 reply.u.map_reply = (MxpMapReply) {
@@ -1239,7 +1329,7 @@ static gpointer hostile_peer(gpointer opaque)
                     .addr = msg.u.map.addr & ~4095ULL,
                     .length = h->mode == HOSTILE_TINY_MAP ? 1 : 4096,
                 };
-                hostile_send(fd, &reply);
+                peer_send(fd, &reply, -1);
             }
             break;
         default:
@@ -1279,31 +1369,15 @@ static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
                                       "fd");
     g_autofree char *log = g_strdup_printf("%s/hostile.log", tmpdir);
     g_autofree char *text = NULL;
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     Hostile h = { .mode = mode };
     int64_t deadline, worst = 0;
-    int saved_stderr, log_fd;
     GThread *peer;
     Side b;
 
-    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(h.listen_fd, >=, 0);
-    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
-    unlink(sock);
-    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
-                         sizeof(sun)), ==, 0);
-    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    h.listen_fd = listen_unix(sock);
     peer = g_thread_new("hostile", hostile_peer, &h);
 
-    /* QEMU's stderr goes to @log, so that the reason can be checked. */
-    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(log_fd, >=, 0);
-    saved_stderr = dup(STDERR_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    side_start(&b, sock, false, "memfd", "side-b", NULL);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    close(log_fd);
+    side_start_logged(&b, log, sock, false, NULL, NULL);
 
     /* From the start: the walk begins as soon as the link is up. */
     deadline = g_get_monotonic_time() + within_ms * 1000;
@@ -1358,43 +1432,17 @@ static void test_hostile_fd_read_only(void)
 {
     g_autofree char *sock = sock_path("fd-ro");
     g_autofree char *log = g_strdup_printf("%s/fd-ro.log", tmpdir);
-    g_autofree char *text = NULL;
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     Hostile h = { .mode = HOSTILE_FD_READ_ONLY };
-    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
     const char *reason = "a read-write grant with a descriptor not open for"
                          " writing; forwarding it";
-    int saved_stderr, log_fd;
     GThread *peer;
     Side b;
 
-    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(h.listen_fd, >=, 0);
-    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
-    unlink(sock);
-    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
-                         sizeof(sun)), ==, 0);
-    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    h.listen_fd = listen_unix(sock);
     peer = g_thread_new("hostile", hostile_peer, &h);
 
-    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(log_fd, >=, 0);
-    saved_stderr = dup(STDERR_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    side_start(&b, sock, false, "memfd", "side-b", NULL);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    close(log_fd);
-
-    for (;;) {
-        g_assert(g_file_get_contents(log, &text, NULL, NULL));
-        if (strstr(text, reason)) {
-            break;
-        }
-        g_clear_pointer(&text, g_free);
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(10 * 1000);
-    }
+    side_start_logged(&b, log, sock, false, NULL, NULL);
+    wait_log(log, reason);
     g_assert(link_up(&b));
     g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
     g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
@@ -1429,61 +1477,7 @@ typedef struct RingPeer {
 
 #define RING_DEPTH      4
 
-/* One message, and the fd that came with it (or -1). */
-static bool ring_recv(int fd, uint8_t *buf, MxpMsg *msg, int *rfd)
-{
-    char control[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = { .iov_base = buf, .iov_len = MXP_HEADER_SIZE };
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1,
-        .msg_control = control, .msg_controllen = sizeof(control),
-    };
-    struct cmsghdr *cmsg;
-    MxpHeader hdr;
 
-    *rfd = -1;
-    if (recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != MXP_HEADER_SIZE) {
-        return false;
-    }
-    for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
-        if (cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
-            memcpy(rfd, CMSG_DATA(cmsg), sizeof(int));
-        }
-    }
-    g_assert_cmpint(mxp_decode_header(buf, MXP_HEADER_SIZE, &hdr), ==,
-                    MXP_OK);
-    if (!read_full(fd, buf + MXP_HEADER_SIZE, hdr.length)) {
-        return false;
-    }
-    g_assert_cmpint(mxp_decode(buf, MXP_HEADER_SIZE + hdr.length,
-                               *rfd >= 0, msg), ==, MXP_OK);
-    return true;
-}
-
-static void ring_send(int fd, const MxpMsg *msg, int payload_fd)
-{
-    uint8_t buf[MXP_MAX_MESSAGE];
-    char control[CMSG_SPACE(sizeof(int))] = { 0 };
-    int len = mxp_encode(msg, buf, sizeof(buf));
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
-    struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    struct cmsghdr *cmsg;
-
-    g_assert_cmpint(len, >, 0);
-    if (payload_fd >= 0) {
-        mh.msg_control = control;
-        mh.msg_controllen = sizeof(control);
-        cmsg = CMSG_FIRSTHDR(&mh);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cmsg), &payload_fd, sizeof(int));
-    }
-    /* QEMU may already have hung up on us. */
-    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != len) {
-        return;
-    }
-}
 
 static int ring_memfd(bool sealed)
 {
@@ -1528,25 +1522,25 @@ static gpointer ring_peer(gpointer opaque)
     g_assert_cmpint(fd, >=, 0);
     g_assert(own_map != MAP_FAILED);
     g_assert_cmpint(pipe(pipe_fds), ==, 0);
-    g_assert(ring_recv(fd, buf, &msg, &rfd));
+    g_assert(peer_recv(fd, buf, &msg, &rfd));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
     g_assert(msg.u.hello.features & MXP_FEAT_DB_RING);
-    ring_send(fd, &hello, -1);
-    ring_send(fd, &ring, own);
-    ring_send(fd, &event, h->mode == RING_NOT_EVENTFD ? pipe_fds[1] : efd);
+    peer_send(fd, &hello, -1);
+    peer_send(fd, &ring, own);
+    peer_send(fd, &event, h->mode == RING_NOT_EVENTFD ? pipe_fds[1] : efd);
     if (h->mode == RING_CONSUMER) {
         /* Slots freed that QEMU never filled. */
         qatomic_set((uint32_t *)(own_map + MXP_DB_RING_CONSUMER), 100);
     }
 
-    while (ring_recv(fd, buf, &msg, &rfd)) {
+    while (peer_recv(fd, buf, &msg, &rfd)) {
         MxpMsg reply = { .hdr = { .id = msg.hdr.id } };
 
         switch (msg.hdr.type) {
         case MXP_PING:
             reply.hdr.type = MXP_PONG;
             reply.u.ping = msg.u.ping;
-            ring_send(fd, &reply, -1);
+            peer_send(fd, &reply, -1);
             break;
         case MXP_DB_RING:
             qemu_depth = msg.u.ring_depth;
@@ -1600,30 +1594,15 @@ static void run_hostile_ring(RingMode mode, const char *reason)
     g_autofree char *sock = sock_path("ring");
     g_autofree char *log = g_strdup_printf("%s/ring.log", tmpdir);
     g_autofree char *text = NULL;
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
     RingPeer h = { .mode = mode };
     int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
-    int saved_stderr, log_fd;
     GThread *peer;
     Side b;
 
-    h.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    g_assert_cmpint(h.listen_fd, >=, 0);
-    pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
-    unlink(sock);
-    g_assert_cmpint(bind(h.listen_fd, (struct sockaddr *)&sun,
-                         sizeof(sun)), ==, 0);
-    g_assert_cmpint(listen(h.listen_fd, 1), ==, 0);
+    h.listen_fd = listen_unix(sock);
     peer = g_thread_new("hostile-ring", ring_peer, &h);
 
-    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(log_fd, >=, 0);
-    saved_stderr = dup(STDERR_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    side_start(&b, sock, false, "memfd", "side-b", NULL);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    close(log_fd);
+    side_start_logged(&b, log, sock, false, NULL, NULL);
 
     if (mode == RING_CONSUMER) {
         /* The ring is checked when B's guest sends into it. */
@@ -1706,9 +1685,9 @@ static int peer_connect(const char *sock)
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(10 * 1000);
     }
-    g_assert(ring_recv(fd, buf, &msg, &rfd));
+    g_assert(peer_recv(fd, buf, &msg, &rfd));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
-    ring_send(fd, &hello, -1);
+    peer_send(fd, &hello, -1);
     return fd;
 }
 
@@ -1721,11 +1700,11 @@ static void peer_call(int fd, MxpMsg *req, MxpMsg *reply, int *rfd)
 {
     uint8_t buf[MXP_MAX_MESSAGE];
 
-    ring_send(fd, req, -1);
+    peer_send(fd, req, -1);
     for (;;) {
         MxpMsg answer = { .hdr = { .id = 0 } };
 
-        g_assert(ring_recv(fd, buf, reply, rfd));
+        g_assert(peer_recv(fd, buf, reply, rfd));
         if (reply->hdr.id == req->hdr.id &&
             mxp_type_is_reply(reply->hdr.type)) {
             if (reply->hdr.type == MXP_READ_REPLY) {
@@ -1741,7 +1720,7 @@ static void peer_call(int fd, MxpMsg *req, MxpMsg *reply, int *rfd)
         if (reply->hdr.type == MXP_PING) {
             answer.hdr.type = MXP_PONG;
             answer.u.ping = reply->u.ping;
-            ring_send(fd, &answer, -1);
+            peer_send(fd, &answer, -1);
         } else if (reply->hdr.type == MXP_MAP) {
             answer.hdr.type = MXP_MAP_REPLY;
             answer.u.map_reply = (MxpMapReply) {
@@ -1749,7 +1728,7 @@ static void peer_call(int fd, MxpMsg *req, MxpMsg *reply, int *rfd)
                 .addr = reply->u.map.addr & ~4095ULL,
                 .length = WINDOW_SIZE,
             };
-            ring_send(fd, &answer, -1);
+            peer_send(fd, &answer, -1);
         }
         if (*rfd >= 0) {
             close(*rfd);
@@ -1772,21 +1751,14 @@ static void test_read_only_reopen(void)
                        "-device ivshmem-plain,memdev=ro";
     QPCIDevice *shm = NULL;
     MxpMsg req = { .hdr = { .id = 1 } }, reply;
-    int saved_stderr, log_fd, fd, rfd;
+    int fd, rfd;
     uint8_t pattern[4] = { 0xba, 0xdb, 0xad, 0xba };
     uint64_t size;
     QPCIBar bar;
     Side a;
 
-    log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    g_assert_cmpint(log_fd, >=, 0);
-    saved_stderr = dup(STDERR_FILENO);
-    dup2(log_fd, STDERR_FILENO);
-    side_start_args(&a, sock, true, "memfd", "side-a",
-                    "export=0xe0000000+512M:ro", args);
-    dup2(saved_stderr, STDERR_FILENO);
-    close(saved_stderr);
-    close(log_fd);
+    side_start_logged(&a, log, sock, true, "export=0xe0000000+512M:ro",
+                      args);
     qpci_device_foreach(a.qs->pcibus, 0x1af4, 0x1110, save_fn, &shm);
     g_assert(shm);
     qpci_device_enable(shm);

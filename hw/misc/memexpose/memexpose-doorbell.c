@@ -63,6 +63,9 @@ uint32_t memexpose_doorbell_credits(MemexposeState *s)
     return mx_tx_ring_used(s, &used) ? s->tx_ring->depth - used : 0;
 }
 
+static const char mx_bad_consumer[] =
+    "the peer's doorbell ring has a consumer index beyond its producer index";
+
 typedef enum MxRingSend {
     MX_RING_SENT,
     MX_RING_FULL,
@@ -153,8 +156,7 @@ void memexpose_doorbell_send(MemexposeState *s)
     qemu_mutex_unlock(&s->lock);
 
     if (ring == MX_RING_BAD_CONSUMER) {
-        memexpose_protocol_error(s, "the peer's doorbell ring has a consumer"
-                                 " index beyond its producer index");
+        memexpose_protocol_error(s, "%s", mx_bad_consumer);
         status = MX_TX_LINK_DOWN;
     } else if (ring == MX_RING_BAD_EVENTFD) {
         memexpose_protocol_error(s, "the peer's doorbell eventfd for vector"
@@ -560,14 +562,15 @@ bool memexpose_ring_peer_event(MemexposeState *s, uint32_t vector, int fd)
 
     if (!mx_is_eventfd(fd)) {
         bad = "DB_EVENT with a descriptor that is not an eventfd";
-    } else if (!g_unix_set_fd_nonblocking(fd, true, NULL)) {
+        goto out;
+    }
+    if (!g_unix_set_fd_nonblocking(fd, true, NULL)) {
         bad = "DB_EVENT with an eventfd that cannot be made non-blocking";
+        goto out;
     }
 
     qemu_mutex_lock(&s->lock);
-    if (bad) {
-        /* reported below */
-    } else if (!s->hello_received || !s->tx_ring) {
+    if (!s->hello_received || !s->tx_ring) {
         bad = "DB_EVENT outside the handshake";
     } else if (vector != s->tx_ring->nr_events ||
                vector >= s->peer.vectors) {
@@ -582,6 +585,7 @@ bool memexpose_ring_peer_event(MemexposeState *s, uint32_t vector, int fd)
     }
     qemu_mutex_unlock(&s->lock);
 
+out:
     if (bad) {
         close(fd);
         memexpose_protocol_error(s, "the peer sent %s", bad);
@@ -611,8 +615,7 @@ void memexpose_ring_space(MemexposeState *s)
     qemu_mutex_unlock(&s->lock);
 
     if (bad) {
-        memexpose_protocol_error(s, "the peer's doorbell ring has a consumer"
-                                 " index beyond its producer index");
+        memexpose_protocol_error(s, "%s", mx_bad_consumer);
     }
 }
 

@@ -271,6 +271,13 @@ static bool zero(const uint8_t *p, size_t n)
     return true;
 }
 
+/* The 8-byte payloads: a u32, then 4 reserved bytes. */
+static bool get_word(const uint8_t *p, uint32_t *v)
+{
+    *v = get32(p);
+    return zero(p + 4, 4);
+}
+
 static int decode_payload(const uint8_t *p, uint32_t len, MxpMsg *m)
 {
     long fixed = fixed_size(m->hdr.type);
@@ -366,8 +373,7 @@ static int decode_payload(const uint8_t *p, uint32_t len, MxpMsg *m)
         m->u.doorbell.data = p + DOORBELL_SIZE;
         break;
     case MXP_CREDIT:
-        m->u.credits = get32(p);
-        if (!zero(p + 4, 4)) {
+        if (!get_word(p, &m->u.credits)) {
             return MXP_ERR_RANGE;
         }
         break;
@@ -382,20 +388,17 @@ static int decode_payload(const uint8_t *p, uint32_t len, MxpMsg *m)
         }
         break;
     case MXP_STATE:
-        m->u.state = get32(p);
-        if (!zero(p + 4, 4)) {
+        if (!get_word(p, &m->u.state)) {
             return MXP_ERR_RANGE;
         }
         break;
     case MXP_DB_RING:
-        m->u.ring_depth = get32(p);
-        if (!zero(p + 4, 4)) {
+        if (!get_word(p, &m->u.ring_depth)) {
             return MXP_ERR_RANGE;
         }
         break;
     case MXP_DB_EVENT:
-        m->u.event_vector = get32(p);
-        if (!zero(p + 4, 4)) {
+        if (!get_word(p, &m->u.event_vector)) {
             return MXP_ERR_RANGE;
         }
         break;
