@@ -8,6 +8,8 @@
 #   make patches   export the git format-patch series, one per QEMU
 #                  release, into build/patches/SERIES
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
+#   make fuzz-device   build QEMU's fuzzer (clang, ASan, UBSan) and run
+#                  the device's memexpose-peer target for FUZZ_TIME seconds
 #   make firmware  build the aarch64 test firmware into build/firmware
 #   make arm64-guest  Debian's arm64 kernel, headers and busybox unpacked
 #                  into build/arm64/root, the driver cross-built for it
@@ -46,7 +48,7 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
           tests/qtest/device-introspect-test tests/qtest/qom-test
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
-.PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz clean \
+.PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz fuzz-device clean \
         distclean demo demo-amp bench bench-boots bench-spread firmware \
         arm64-guest
 
@@ -136,6 +138,12 @@ fuzz: deps
 	cp -n tests/fuzz/corpus/wire/* $(BUILD)/fuzz/corpus/
 	$(BUILD)/fuzz/fuzz-wire -max_len=4200 -max_total_time=$(FUZZ_TIME) \
 	    $(BUILD)/fuzz/corpus
+
+# The device's fuzzer builds from the first series' overlaid tree.
+fuzz-device: overlay
+	@sh scripts/fuzz-device.sh $(BUILD)/qemu-src-$(QEMU_VERSION) \
+	    $(BUILD)/qemu-fuzz-$(QEMU_VERSION) $(FUZZ_TIME) \
+	    $(BUILD)/fuzz/device/corpus $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(foreach v,$(QEMU_VERSIONS),$(BUILD)/qemu-$(v)) $(MX_BUILD) \

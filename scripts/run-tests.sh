@@ -115,6 +115,8 @@ for v in $versions; do
     echo "== QEMU $v: qtest"
     export QTEST_QEMU_IMG="$qemu_build/qemu-img"
     export QTEST_QEMU_BINARY="$qemu_build/qemu-system-x86_64"
+    # memexpose-test replays the device fuzzer's corpus.
+    export MEMEXPOSE_DEVICE_CORPUS="$top/tests/fuzz/corpus/device"
     run_tap qtest-memexpose "$qemu_build/tests/qtest/memexpose-test" --tap
     run_tap qtest-ivshmem "$qemu_build/tests/qtest/ivshmem-test" --tap -m slow
     # The boot cases skip without firmware; here a skip is a failure.
