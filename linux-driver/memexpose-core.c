@@ -73,6 +73,7 @@
 #define MX_REG_WINDOW_SIZE_HI		0x24
 #define MX_REG_VECTORS			0x28
 #define MX_REG_LINK_EPOCH		0x2c
+#define MX_REG_CAPS			0x30	/* 0 on devices before it */
 #define MX_REG_DB_TX_VECTOR		0x40	/* writing it sends */
 #define MX_REG_DB_TX_LEN		0x44
 #define MX_REG_DB_TX_STATUS		0x48
@@ -80,6 +81,7 @@
 #define MX_REG_DB_RX_COUNT		0x50
 #define MX_REG_DB_RX_HEAD		0x54
 #define MX_REG_DB_RX_POP		0x58
+#define MX_REG_DB_RX_TAKE		0x5c	/* reading it pops the head */
 #define MX_REG_DB_RX_PENDING_LO		0x60
 #define MX_REG_DB_RX_PENDING_HI		0x64
 #define MX_REG_BOOT_ENTRY_LO		0x80
@@ -94,6 +96,11 @@
 #define MX_REG_DB_TX_DATA		0x100	/* 256 bytes, any access size */
 #define MX_REG_DB_RX_DATA		0x200	/* 256 bytes, any access size */
 #define MX_REG_PEER_NAME		0x300	/* 64 bytes, NUL padded */
+#define MX_REG_DB_RX_TAKEN_DATA		0x400	/* payload of the last TAKE */
+#define MX_REG_DB_TX_SEND(n)		(0x500 + 4 * (n))	/* reading sends */
+
+#define MX_CAP_DB_RX_TAKE		BIT(0)
+#define MX_CAP_DB_TX_SEND		BIT(1)
 
 #define MX_ID_MAGIC			0x3150584d	/* "MXP1" */
 #define MX_VERSION_MAJOR(v)		((v) >> 16)
@@ -183,7 +190,11 @@ struct memexpose_dev {
 	struct rw_semaphore hw_rwsem;	/* hardware access vs. removal */
 	struct mutex tx_lock;		/* sending a doorbell */
 	u32 tx_len;			/* DB_TX_LEN as last written (tx_lock) */
+	u32 caps;			/* MX_CAP_*: the one-trap registers */
 	struct mutex rx_lock;		/* receiving a doorbell */
+	/* Taken from the device, not yet copied to user space (rx_lock). */
+	struct memexpose_doorbell rx_stash;
+	bool rx_stashed;
 	struct mutex lock;		/* window base, @mapping */
 
 	/* All open files share this mapping so that remove can zap it. */
@@ -405,10 +416,10 @@ static void mx_window_toio(void __iomem *win, u64 off, const u8 *src,
 /* ---- doorbells ---- */
 
 /*
- * Send one doorbell: payload, LEN (when it changed), VECTOR (sends),
- * then STATUS.  The device checks the link and the vector itself and
- * says so in STATUS: reading LINK and VECTORS first would only cost
- * two more traps.
+ * Send one doorbell: payload, LEN (when it changed), then one read of
+ * DB_TX_SEND(vector), which sends and returns the status (VECTOR, then
+ * STATUS, on devices without it).  The device checks the link and the
+ * vector itself: reading LINK and VECTORS first would only cost traps.
  */
 static int mx_send_doorbell(struct memexpose_dev *mx,
 			    const struct memexpose_doorbell *db)
@@ -432,8 +443,13 @@ static int mx_send_doorbell(struct memexpose_dev *mx,
 		mx_wr(mx, MX_REG_DB_TX_LEN, db->size);
 		mx->tx_len = db->size;
 	}
-	mx_wr(mx, MX_REG_DB_TX_VECTOR, db->vector);
-	status = mx_rd(mx, MX_REG_DB_TX_STATUS);
+	if (mx->caps & MX_CAP_DB_TX_SEND) {
+		/* One read sends on the vector and returns the status. */
+		status = mx_rd(mx, MX_REG_DB_TX_SEND(db->vector));
+	} else {
+		mx_wr(mx, MX_REG_DB_TX_VECTOR, db->vector);
+		status = mx_rd(mx, MX_REG_DB_TX_STATUS);
+	}
 
 	/* The device re-checks everything; the link may have gone since. */
 	switch (status) {
@@ -494,6 +510,34 @@ out:
 	return ret;
 }
 
+/*
+ * Take the head of the receive queue in one read: DB_RX_TAKE pops it and
+ * keeps its payload in DB_RX_TAKEN_DATA.  Returns 0, -EAGAIN if the queue
+ * is empty or -ENODEV.  Called with rx_lock held.
+ */
+static int mx_rx_take(struct memexpose_dev *mx, struct memexpose_doorbell *db)
+{
+	u32 head, len;
+	int ret;
+
+	memset(db, 0, sizeof(*db));
+	ret = mx_hw_enter(mx);
+	if (ret)
+		return ret;
+	head = mx_rd(mx, MX_REG_DB_RX_TAKE);
+	if (head == MX_RX_EMPTY) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	len = min_t(u32, MX_RX_HEAD_LEN(head), MEMEXPOSE_DOORBELL_MAX);
+	db->vector = MX_RX_HEAD_VECTOR(head);
+	db->size = len;
+	mx_payload_read(mx, MX_REG_DB_RX_TAKEN_DATA, db->data, len);
+out:
+	mx_hw_exit(mx);
+	return ret;
+}
+
 /* Remove the head of the receive queue.  Called with rx_lock held. */
 static int mx_rx_pop(struct memexpose_dev *mx)
 {
@@ -507,9 +551,9 @@ static int mx_rx_pop(struct memexpose_dev *mx)
 }
 
 /*
- * Receive the oldest doorbell.  The device queue is the queue: nothing
- * is buffered in the driver, and a doorbell is only popped once it has
- * been copied to user space.
+ * Receive the oldest doorbell.  The device queue is the queue: a
+ * doorbell is popped once it has been copied to user space, or, where
+ * one DB_RX_TAKE read pops it, kept in rx_stash until it has been.
  */
 static int mx_recv_doorbell(struct memexpose_dev *mx, bool nonblock,
 			    void __user *argp)
@@ -530,11 +574,25 @@ static int mx_recv_doorbell(struct memexpose_dev *mx, bool nonblock,
 		ret = mutex_lock_interruptible(&mx->rx_lock);
 		if (ret)
 			return ret;
-		ret = mx_rx_peek(mx, &db);
+		if (mx->rx_stashed) {
+			db = mx->rx_stash;
+			ret = 0;
+		} else if (mx->caps & MX_CAP_DB_RX_TAKE) {
+			ret = mx_rx_take(mx, &db);
+			if (!ret) {
+				/* Popped already: kept until user space has it. */
+				mx->rx_stash = db;
+				mx->rx_stashed = true;
+			}
+		} else {
+			ret = mx_rx_peek(mx, &db);
+		}
 		if (!ret) {
 			/* User memory: not under hw_rwsem (see above). */
 			if (copy_to_user(argp, &db, sizeof(db)))
 				ret = -EFAULT;
+			else if (mx->rx_stashed)
+				mx->rx_stashed = false;
 			else
 				ret = mx_rx_pop(mx);
 		}
@@ -1390,6 +1448,7 @@ struct memexpose_dev *memexpose_create(struct device *parent,
 		goto err_put;
 	}
 
+	mx->caps = mx_rd(mx, MX_REG_CAPS);
 	vectors = mx_rd(mx, MX_REG_VECTORS);
 	mx->vectors = MX_VECTORS_OURS(vectors);
 	mx->queue_depth = MX_VECTORS_QUEUE(vectors);

@@ -482,7 +482,12 @@ static void mx_walk_reply_bh(void *opaque)
         if (fd >= 0) {
             close(fd);
         }
-        if (call->err > 0) {
+        /*
+         * UNSUPPORTED, BUSY or INTERNAL (the I/O thread ended the link on
+         * any other code): said once per link, not at every walk.
+         */
+        if (call->err > 0 && !(s->map_errors_logged & (1U << call->err))) {
+            s->map_errors_logged |= 1U << call->err;
             warn_report("memexpose %s: the peer refused MAP for 0x%" PRIx64
                         ": %s; forwarding the rest of the window", s->name,
                         addr, mxp_err_str(call->err));

@@ -14,10 +14,12 @@
 #include "standard-headers/linux/pci_regs.h"
 #include "hw/misc/memexpose/memexpose-regs.h"
 #include "hw/misc/memexpose/memexpose-wire.h"
+#include "fuzz/memexpose-fuzz-peer.h"
 #include "qobject/qdict.h"
 #include "qemu/atomic.h"
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/un.h>
@@ -485,6 +487,58 @@ static void run_doorbell(const char *extra_b, bool ring)
 static void test_doorbell(void)
 {
     run_doorbell(NULL, true);
+}
+
+/*
+ * The one-trap registers: a DB_TX_SEND(n) read sends and returns the
+ * status, a DB_RX_TAKE read returns the head and pops it, its payload
+ * staying in DB_RX_TAKEN_DATA.
+ */
+static void test_doorbell_one_trap(void)
+{
+    const char *payload = "one trap";
+    size_t len = strlen(payload), i;
+    Side a, b;
+
+    start_pair(&a, &b, "memfd", "queue-depth=4", "memfd", "queue-depth=4");
+    g_assert_cmphex(reg_read(&b, MX_REG_CAPS), ==, MX_CAP_ALL);
+    for (i = 0; i < len; i++) {
+        qpci_io_writeb(b.dev, b.regs, MX_REG_DB_TX_DATA + i, payload[i]);
+    }
+    reg_write(&b, MX_REG_DB_TX_LEN, len);
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_SEND(3)), ==, MX_TX_OK);
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_VECTOR), ==, 3);
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_SEND(60)), ==,
+                     MX_TX_BAD_VECTOR);
+
+    wait_rx(&a, 1);
+    g_assert_cmphex(reg_read(&a, MX_REG_DB_RX_TAKE), ==, 3 | len << 16);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+    for (i = 0; i < MXP_MAX_DOORBELL_DATA; i++) {
+        g_assert_cmpint(qpci_io_readb(a.dev, a.regs,
+                                      MX_REG_DB_RX_TAKEN_DATA + i), ==,
+                        i < len ? payload[i] : 0);
+    }
+    /* Empty: nothing taken, the last payload stays. */
+    g_assert_cmphex(reg_read(&a, MX_REG_DB_RX_TAKE), ==, MX_RX_EMPTY);
+    g_assert_cmpint(qpci_io_readb(a.dev, a.regs, MX_REG_DB_RX_TAKEN_DATA),
+                    ==, payload[0]);
+
+    /* The take returned the credit; four fit, the fifth is busy. */
+    reg_write(&b, MX_REG_DB_TX_LEN, 0);
+    for (i = 0; i < 4; i++) {
+        wait_reg_set(&b, MX_REG_DB_TX_CREDITS, ~0U);
+        g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_SEND(i)), ==, MX_TX_OK);
+    }
+    wait_rx(&a, 4);
+    g_assert_cmpuint(reg_read(&b, MX_REG_DB_TX_SEND(0)), ==, MX_TX_BUSY);
+    for (i = 0; i < 4; i++) {
+        g_assert_cmphex(reg_read(&a, MX_REG_DB_RX_TAKE), ==, i);
+    }
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 5);
+
+    side_stop(&b);
+    side_stop(&a);
 }
 
 /* A peer without doorbell rings (an older one) gets socket doorbells. */
@@ -1160,6 +1214,11 @@ typedef enum HostileMode {
     HOSTILE_SILENT_MAP,         /* MAP is never answered */
     HOSTILE_FD_MISALIGNED,      /* FD at an fd_offset inside its 64K page */
     HOSTILE_FD_READ_ONLY,       /* read-write grant, read-only descriptor */
+    HOSTILE_FD_PIPE,            /* kind FD with a pipe */
+    HOSTILE_FD_SOCKET,          /* ... with a unix socket */
+    HOSTILE_FD_EVENTFD,         /* ... with an eventfd */
+    HOSTILE_FD_SMALL,           /* ... with a memfd smaller than the range */
+    HOSTILE_MAP_ERROR,          /* MAP is answered with ERROR map_error */
 } HostileMode;
 
 /* A sealed memfd of @size bytes, reopened read-only if @read_only. */
@@ -1185,10 +1244,54 @@ static int hostile_memfd(size_t size, bool read_only)
 
 typedef struct Hostile {
     HostileMode mode;
+    uint32_t map_error;         /* HOSTILE_MAP_ERROR: the code */
     int listen_fd;
     unsigned maps;              /* MAP requests received */
+    unsigned reads;             /* READs served */
+    uint32_t error_code;        /* QEMU's unsolicited ERROR, or 0 */
+    uint32_t bye_code;          /* ... and its BYE */
     bool closed;                /* QEMU hung up */
 } Hostile;
+
+/* What a hostile exporter's forwarded memory reads as. */
+static uint8_t hostile_byte(uint64_t addr)
+{
+    return (uint8_t)(addr ^ 0x5a);
+}
+
+/*
+ * The descriptor a kind-FD MAP_REPLY of @mode carries; *@other is a
+ * second descriptor to close afterwards, or -1.
+ */
+static int hostile_map_fd(HostileMode mode, int *other)
+{
+    int pair[2];
+
+    *other = -1;
+    switch (mode) {
+    case HOSTILE_FD_MISALIGNED:
+    case HOSTILE_FD_READ_ONLY:
+        return hostile_memfd(WINDOW_SIZE + 64 * 1024,
+                             mode == HOSTILE_FD_READ_ONLY);
+    case HOSTILE_FD_SMALL:
+        return hostile_memfd(WINDOW_SIZE / 2, false);
+    case HOSTILE_FD_PIPE:
+        g_assert_cmpint(pipe2(pair, O_CLOEXEC), ==, 0);
+        break;
+    case HOSTILE_FD_SOCKET:
+        g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+                                   pair), ==, 0);
+        break;
+    case HOSTILE_FD_EVENTFD:
+        pair[0] = eventfd(0, EFD_CLOEXEC);
+        g_assert_cmpint(pair[0], >=, 0);
+        return pair[0];
+    default:
+        return -1;
+    }
+    *other = pair[1];
+    return pair[0];
+}
 
 static bool read_full(int fd, uint8_t *buf, size_t len)
 {
@@ -1215,9 +1318,13 @@ static bool peer_recv(int fd, uint8_t *buf, MxpMsg *msg, int *rfd)
     };
     struct cmsghdr *cmsg;
     MxpHeader hdr;
+    ssize_t n;
 
     *rfd = -1;
-    if (recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC) != MXP_HEADER_SIZE) {
+    n = recvmsg(fd, &mh, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+    /* peer_dial()'s sockets time out: QEMU went quiet, it did not close. */
+    g_assert(n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK));
+    if (n != MXP_HEADER_SIZE) {
         return false;
     }
     for (cmsg = CMSG_FIRSTHDR(&mh); cmsg; cmsg = CMSG_NXTHDR(&mh, cmsg)) {
@@ -1235,17 +1342,18 @@ static bool peer_recv(int fd, uint8_t *buf, MxpMsg *msg, int *rfd)
     return true;
 }
 
-/* One message, with @payload_fd attached unless it is -1. */
-static void peer_send(int fd, const MxpMsg *msg, int payload_fd)
+/*
+ * @len bytes in one sendmsg(), with @payload_fd attached unless it is -1:
+ * valid messages, or whatever a hostile peer makes of them.
+ */
+static void peer_send_raw(int fd, const void *buf, size_t len,
+                          int payload_fd)
 {
-    uint8_t buf[MXP_MAX_MESSAGE];
     char control[CMSG_SPACE(sizeof(int))] = { 0 };
-    int len = mxp_encode(msg, buf, sizeof(buf));
-    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
     struct cmsghdr *cmsg;
 
-    g_assert_cmpint(len, >, 0);
     if (payload_fd >= 0) {
         mh.msg_control = control;
         mh.msg_controllen = sizeof(control);
@@ -1256,9 +1364,26 @@ static void peer_send(int fd, const MxpMsg *msg, int payload_fd)
         memcpy(CMSG_DATA(cmsg), &payload_fd, sizeof(int));
     }
     /* QEMU may already have hung up on us. */
-    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != len) {
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)len) {
         return;
     }
+}
+
+/* Encode @msg into @buf (MXP_MAX_MESSAGE bytes); returns its size. */
+static size_t peer_encode(const MxpMsg *msg, uint8_t *buf)
+{
+    int len = mxp_encode(msg, buf, MXP_MAX_MESSAGE);
+
+    g_assert_cmpint(len, >, 0);
+    return len;
+}
+
+/* One message, with @payload_fd attached unless it is -1. */
+static void peer_send(int fd, const MxpMsg *msg, int payload_fd)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+
+    peer_send_raw(fd, buf, peer_encode(msg, buf), payload_fd);
 }
 
 /* A message that must come without a descriptor. */
@@ -1285,21 +1410,19 @@ static gpointer hostile_peer(gpointer opaque)
         },
     };
     int fd = accept(h->listen_fd, NULL, NULL);
-    int ram = -1;
+    int other, ram = hostile_map_fd(h->mode, &other);
 
     g_assert_cmpint(fd, >=, 0);
     if (h->mode == HOSTILE_FD_MISALIGNED) {
         hello.u.hello.page_size = 64 * 1024;
-    }
-    if (h->mode == HOSTILE_FD_MISALIGNED || h->mode == HOSTILE_FD_READ_ONLY) {
-        ram = hostile_memfd(WINDOW_SIZE + 64 * 1024,
-                            h->mode == HOSTILE_FD_READ_ONLY);
     }
     g_assert(hostile_recv(fd, buf, &msg));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
     peer_send(fd, &hello, -1);
     while (hostile_recv(fd, buf, &msg)) {
         MxpMsg reply = { .hdr = { .id = msg.hdr.id } };
+        uint8_t data[MXP_MAX_DATA];
+        uint32_t i;
 
         switch (msg.hdr.type) {
         case MXP_PING:
@@ -1307,9 +1430,33 @@ static gpointer hostile_peer(gpointer opaque)
             reply.u.ping = msg.u.ping;
             peer_send(fd, &reply, -1);
             break;
+        case MXP_READ:
+            /* What the window reaches once a mapping was refused. */
+            for (i = 0; i < msg.u.access.size; i++) {
+                data[i] = hostile_byte(msg.u.access.addr + i);
+            }
+            reply.hdr.type = MXP_READ_REPLY;
+            reply.u.access = msg.u.access;
+            reply.u.access.data = data;
+            peer_send(fd, &reply, -1);
+            qatomic_inc(&h->reads);
+            break;
+        case MXP_ERROR:
+            qatomic_set(&h->error_code, msg.u.error.code);
+            break;
+        case MXP_BYE:
+            qatomic_set(&h->bye_code, msg.u.error.code);
+            break;
         case MXP_MAP:
             qatomic_inc(&h->maps);
-            if (ram >= 0) {
+            if (h->mode == HOSTILE_MAP_ERROR) {
+                reply.hdr.type = MXP_ERROR;
+                reply.u.error = (MxpError) {
+                    .code = h->map_error, .request_type = MXP_MAP,
+                    .addr = msg.u.map.addr,
+                };
+                peer_send(fd, &reply, -1);
+            } else if (ram >= 0) {
                 uint64_t page = hello.u.hello.page_size;
 
                 reply.hdr.type = MXP_MAP_REPLY;
@@ -1340,6 +1487,9 @@ static gpointer hostile_peer(gpointer opaque)
     if (ram >= 0) {
         close(ram);
     }
+    if (other >= 0) {
+        close(other);
+    }
     qatomic_set(&h->closed, true);
     return NULL;
 }
@@ -1360,16 +1510,13 @@ static int64_t qmp_latency(QTestState *qts)
  * within 100 ms the whole time, and the broken exporter loses the link
  * with a logged reason.
  */
-static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
-                                 const char *reason)
+static void run_hostile_exporter_with(Hostile *hp, int64_t within_ms,
+                                      const char *reason)
 {
-    g_autofree char *sock = sock_path(mode == HOSTILE_TINY_MAP ? "tiny" :
-                                      mode == HOSTILE_PAGE_MAP ? "page" :
-                                      mode == HOSTILE_SILENT_MAP ? "silent" :
-                                      "fd");
+    g_autofree char *sock = sock_path("exporter");
     g_autofree char *log = g_strdup_printf("%s/hostile.log", tmpdir);
     g_autofree char *text = NULL;
-    Hostile h = { .mode = mode };
+    Hostile h = *hp;
     int64_t deadline, worst = 0;
     GThread *peer;
     Side b;
@@ -1402,6 +1549,15 @@ static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
     close(h.listen_fd);
     g_assert(g_file_get_contents(log, &text, NULL, NULL));
     g_assert(strstr(text, reason));
+    *hp = h;
+}
+
+static void run_hostile_exporter(HostileMode mode, int64_t within_ms,
+                                 const char *reason)
+{
+    Hostile h = { .mode = mode };
+
+    run_hostile_exporter_with(&h, within_ms, reason);
 }
 
 static void test_hostile_tiny_map(void)
@@ -1425,31 +1581,150 @@ static void test_hostile_fd_misaligned(void)
 }
 
 /*
- * A read-write grant whose descriptor is open only for reading is not
- * mapped: forwarded, with the reason logged, and the link stays up.
+ * An importer with a live link to a hostile exporter (the test's thread)
+ * that describes the whole window in one MAP_REPLY: *@b is QEMU, its log
+ * in @log.
  */
-static void test_hostile_fd_read_only(void)
+static GThread *hostile_importer_start(Side *b, Hostile *h, const char *log)
 {
-    g_autofree char *sock = sock_path("fd-ro");
-    g_autofree char *log = g_strdup_printf("%s/fd-ro.log", tmpdir);
-    Hostile h = { .mode = HOSTILE_FD_READ_ONLY };
-    const char *reason = "a read-write grant with a descriptor not open for"
-                         " writing; forwarding it";
+    g_autofree char *sock = sock_path("importer");
+    GThread *peer;
+
+    h->listen_fd = listen_unix(sock);
+    peer = g_thread_new("hostile", hostile_peer, h);
+    side_start_logged(b, log, sock, false, NULL, NULL);
+    return peer;
+}
+
+/* A window read that the hostile exporter serves by forwarding. */
+static void check_forwarded_read(Side *b, Hostile *h, uint64_t offset)
+{
+    uint64_t fwd = mx_stat(b, "forwarded-reads");
+    unsigned reads = qatomic_read(&h->reads);
+    uint32_t want = 0;
+    int i;
+
+    for (i = 3; i >= 0; i--) {
+        want = want << 8 | hostile_byte(reg_read(b, MX_REG_WINDOW_BASE_LO) +
+                                        offset + i);
+    }
+    g_assert_cmphex(qpci_io_readl(b->dev, b->window, offset), ==, want);
+    g_assert_cmpuint(mx_stat(b, "forwarded-reads"), ==, fwd + 1);
+    g_assert_cmpuint(qatomic_read(&h->reads), ==, reads + 1);
+}
+
+static void hostile_importer_stop(Side *b, Hostile *h, GThread *peer)
+{
+    side_stop(b);
+    g_thread_join(peer);
+    close(h->listen_fd);
+}
+
+/*
+ * A descriptor that fails the importer's checks is not mapped: the range
+ * is forwarded, with the reason logged, and the link stays up.
+ */
+static void run_hostile_refused_fd(HostileMode mode, const char *why)
+{
+    g_autofree char *log = g_strdup_printf("%s/refused-fd.log", tmpdir);
+    g_autofree char *reason = g_strdup_printf(
+        "not mapping peer range 0x0: %s; forwarding it", why);
+    Hostile h = { .mode = mode };
     GThread *peer;
     Side b;
 
-    h.listen_fd = listen_unix(sock);
-    peer = g_thread_new("hostile", hostile_peer, &h);
-
-    side_start_logged(&b, log, sock, false, NULL, NULL);
+    peer = hostile_importer_start(&b, &h, log);
     wait_log(log, reason);
     g_assert(link_up(&b));
     g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    g_assert_cmpuint(mx_stat(&b, "mappings-made"), ==, 0);
     g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
+    check_forwarded_read(&b, &h, 0x1000);
+    g_assert(link_up(&b));
+    g_assert_cmpint(qmp_latency(b.qts), <, 100 * 1000);
+    hostile_importer_stop(&b, &h, peer);
+}
 
-    side_stop(&b);
-    g_thread_join(peer);
-    close(h.listen_fd);
+/* A read-write grant whose descriptor is open only for reading. */
+static void test_hostile_fd_read_only(void)
+{
+    run_hostile_refused_fd(HOSTILE_FD_READ_ONLY, "a read-write grant with a"
+                           " descriptor not open for writing");
+}
+
+static void test_hostile_fd_pipe(void)
+{
+    run_hostile_refused_fd(HOSTILE_FD_PIPE, "not a regular file or memfd");
+}
+
+static void test_hostile_fd_socket(void)
+{
+    run_hostile_refused_fd(HOSTILE_FD_SOCKET, "not a regular file or memfd");
+}
+
+static void test_hostile_fd_eventfd(void)
+{
+    run_hostile_refused_fd(HOSTILE_FD_EVENTFD, "not a regular file or memfd");
+}
+
+/* fstat() size below fd_offset + length: mapping it would SIGBUS. */
+static void test_hostile_fd_too_small(void)
+{
+    run_hostile_refused_fd(HOSTILE_FD_SMALL, "file smaller than the range");
+}
+
+/*
+ * ERROR is a valid reply to MAP only with UNSUPPORTED, BUSY or INTERNAL:
+ * DENIED (not exported is a MAP_REPLY of kind DENIED) ends the link.
+ */
+static void test_hostile_map_error_denied(void)
+{
+    Hostile h = { .mode = HOSTILE_MAP_ERROR, .map_error = MXP_E_DENIED };
+
+    run_hostile_exporter_with(&h, 5000, "link down: ERROR 3 (address not"
+                              " exported) is no valid reply to MAP");
+    g_assert_cmpuint(h.maps, ==, 1);
+    g_assert_cmpuint(h.error_code, ==, MXP_E_PROTOCOL);
+    g_assert_cmpuint(h.bye_code, ==, MXP_E_PROTOCOL);
+}
+
+/*
+ * ERROR UNSUPPORTED to MAP: the walk stops, the code is logged once per
+ * link, the window is forwarded and the link stays up.
+ */
+static void test_hostile_map_error_unsupported(void)
+{
+    g_autofree char *log = g_strdup_printf("%s/map-error.log", tmpdir);
+    Hostile h = { .mode = HOSTILE_MAP_ERROR,
+                  .map_error = MXP_E_UNSUPPORTED };
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    g_autofree char *text = NULL;
+    GThread *peer;
+    Side b;
+
+    peer = hostile_importer_start(&b, &h, log);
+    wait_log(log, "the peer refused MAP for 0x0: feature not negotiated;"
+             " forwarding the rest of the window");
+    g_assert(link_up(&b));
+    g_assert_cmpuint(qatomic_read(&h.maps), ==, 1);
+    check_forwarded_read(&b, &h, 0x2000);
+
+    /* A new window base walks again; the same refusal is not logged. */
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, 0x100000);
+    while (qatomic_read(&h.maps) < 2) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+    check_forwarded_read(&b, &h, 0x3000);
+    g_assert_cmpint(qmp_latency(b.qts), <, 100 * 1000);
+    g_assert(link_up(&b));
+    g_assert_cmpuint(mx_stat(&b, "link-ups"), ==, 1);
+    g_assert_cmpuint(mx_stat(&b, "mapped-bytes"), ==, 0);
+    g_assert_cmpuint(qatomic_read(&h.error_code), ==, 0);
+    hostile_importer_stop(&b, &h, peer);
+    g_assert(g_file_get_contents(log, &text, NULL, NULL));
+    g_assert(strstr(text, "the peer refused MAP for 0x0:"));
+    g_assert(!strstr(text, "the peer refused MAP for 0x100000"));
 }
 
 static void test_hostile_silent_map(void)
@@ -1656,39 +1931,76 @@ static void test_hostile_ring_consumer(void)
 
 /* ---- a read-only export against a peer that reopens descriptors ---- */
 
-/* Connect to @sock as the peer named "reader" and do the handshake. */
-static int peer_connect(const char *sock)
+/* A host tool's HELLO, named "reader", offering @features. */
+static MxpMsg tool_hello(uint64_t features)
 {
-    struct sockaddr_un sun = { .sun_family = AF_UNIX };
-    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
-    uint8_t buf[MXP_MAX_MESSAGE];
-    MxpMsg msg, hello = {
+    MxpMsg hello = {
         .hdr = { .type = MXP_HELLO },
         .u.hello = {
             .magic = MXP_MAGIC, .version_major = MXP_VERSION_MAJOR,
             .version_minor = MXP_VERSION_MINOR,
-            .features = MXP_FEAT_MAP | MXP_FEAT_BULK, .page_size = 4096,
+            .features = features, .page_size = 4096,
             .role = MXP_ROLE_TOOL, .max_data = MXP_MAX_DATA,
             .name = "reader",
         },
     };
-    int fd, rfd;
+
+    return hello;
+}
+
+/*
+ * Connect to @sock, retrying until QEMU listens.  Receiving times out
+ * after LINK_WAIT_MS, so that a QEMU that fails to act fails the test
+ * instead of hanging it.
+ */
+static int peer_dial(const char *sock)
+{
+    struct sockaddr_un sun = { .sun_family = AF_UNIX };
+    struct timeval tv = { .tv_sec = LINK_WAIT_MS / 1000 };
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    int fd;
 
     pstrcpy(sun.sun_path, sizeof(sun.sun_path), sock);
     for (;;) {
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+                                   sizeof(tv)), ==, 0);
         if (!connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-            break;
+            return fd;
         }
         close(fd);
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(10 * 1000);
     }
+}
+
+/*
+ * Connect to @sock and do the handshake with @hello; QEMU's HELLO goes
+ * to @theirs unless it is NULL.
+ */
+static int peer_connect_hello(const char *sock, const MxpMsg *hello,
+                              MxpHello *theirs)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    int fd = peer_dial(sock), rfd;
+    MxpMsg msg;
+
     g_assert(peer_recv(fd, buf, &msg, &rfd));
     g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
-    peer_send(fd, &hello, -1);
+    if (theirs) {
+        *theirs = msg.u.hello;
+    }
+    peer_send(fd, hello, -1);
     return fd;
+}
+
+/* Connect to @sock as a host tool with MAP and BULK. */
+static int peer_connect(const char *sock)
+{
+    MxpMsg hello = tool_hello(MXP_FEAT_MAP | MXP_FEAT_BULK);
+
+    return peer_connect_hello(sock, &hello, NULL);
 }
 
 /*
@@ -1812,6 +2124,980 @@ static void test_read_only_reopen(void)
                     " against writing"));
 }
 
+/* ---- hostile peers against QEMU as the listening side ---- */
+
+/* QEMU's log for the case at hand. */
+static char *case_log(const char *name)
+{
+    return g_strdup_printf("%s/%s.log", tmpdir, name);
+}
+
+/*
+ * Start QEMU as the listening side (named side-a, with the device
+ * properties @extra and its log in @log) and link a peer to it with
+ * @hello; QEMU's HELLO goes to @theirs unless it is NULL.
+ */
+static int hostile_link(Side *a, const char *log, const char *extra,
+                        const MxpMsg *hello, MxpHello *theirs)
+{
+    g_autofree char *sock = sock_path("hostile");
+
+    side_start_logged(a, log, sock, true, extra, NULL);
+    return peer_connect_hello(sock, hello, theirs);
+}
+
+/*
+ * The next messages from QEMU, besides its own requests and handshake,
+ * are ERROR (id 0) with @code and @type, then BYE with @code, then the
+ * end of the stream.
+ */
+static void expect_link_error(int fd, uint32_t code, uint32_t type)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    MxpMsg msg;
+    int rfd;
+
+    for (;;) {
+        g_assert(peer_recv(fd, buf, &msg, &rfd));
+        if (rfd >= 0) {
+            close(rfd);
+        }
+        g_assert_cmpuint(msg.hdr.type, !=, MXP_BYE);
+        if (msg.hdr.type == MXP_ERROR && msg.hdr.id == 0) {
+            break;
+        }
+    }
+    g_assert_cmpuint(msg.u.error.code, ==, code);
+    g_assert_cmpuint(msg.u.error.request_type, ==, type);
+    g_assert(peer_recv(fd, buf, &msg, &rfd));
+    g_assert_cmpuint(msg.hdr.type, ==, MXP_BYE);
+    g_assert_cmpuint(msg.u.error.code, ==, code);
+    g_assert(!peer_recv(fd, buf, &msg, &rfd));
+    close(fd);
+}
+
+/*
+ * QEMU closes the connection without ERROR or BYE (a timeout, or the
+ * peer's own BYE).  Returns the number of PINGs it sent meanwhile.
+ */
+static unsigned expect_silent_close(int fd)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    unsigned pings = 0;
+    MxpMsg msg;
+    int rfd;
+
+    while (peer_recv(fd, buf, &msg, &rfd)) {
+        if (rfd >= 0) {
+            close(rfd);
+        }
+        g_assert_cmpuint(msg.hdr.type, !=, MXP_ERROR);
+        g_assert_cmpuint(msg.hdr.type, !=, MXP_BYE);
+        pings += msg.hdr.type == MXP_PING;
+    }
+    close(fd);
+    return pings;
+}
+
+/* The link is down with @reason logged, and QEMU still answers QMP. */
+static void assert_dropped(Side *a, const char *log, const char *reason)
+{
+    wait_log(log, reason);
+    wait_link(a, NULL, false);
+    g_assert_cmpint(qmp_latency(a->qts), <, 100 * 1000);
+}
+
+static bool log_has(const char *log, const char *text)
+{
+    g_autofree char *contents = NULL;
+
+    g_assert(g_file_get_contents(log, &contents, NULL, NULL));
+    return strstr(contents, text);
+}
+
+/* The memfd whose descriptors a hostile peer leaves with QEMU. */
+#define STRAY_MEMFD     "mx-stray"
+
+/* Whether process @pid has a descriptor of the memfd named @name. */
+static bool holds_memfd(pid_t pid, const char *name)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/fd", pid);
+    g_autofree char *want = g_strdup_printf("/memfd:%s ", name);
+    GDir *fds = g_dir_open(dir, 0, NULL);
+    const char *fd;
+    bool found = false;
+
+    g_assert(fds);
+    while (!found && (fd = g_dir_read_name(fds))) {
+        g_autofree char *path = g_strdup_printf("%s/%s", dir, fd);
+        g_autofree char *target = g_file_read_link(path, NULL);
+
+        found = target && g_str_has_prefix(target, want);
+    }
+    g_dir_close(fds);
+    return found;
+}
+
+/* One sendmsg() of a hostile stream, with a stray memfd if @with_fd. */
+typedef struct Sendmsg {
+    const uint8_t *buf;
+    size_t len;
+    bool with_fd;
+} Sendmsg;
+
+/*
+ * After the handshake the peer writes @calls: QEMU ends the link with
+ * "link down: @reason" logged, ERROR and BYE PROTOCOL, closes every
+ * descriptor it was given and still answers QMP.
+ */
+static void run_hostile_stream(const Sendmsg *calls, unsigned n,
+                               const char *reason)
+{
+    g_autofree char *log = case_log("stream");
+    g_autofree char *text = g_strdup_printf("link down: %s", reason);
+    MxpMsg hello = tool_hello(0);
+    int stray = memfd_create(STRAY_MEMFD, MFD_CLOEXEC);
+    unsigned i;
+    Side a;
+    int fd;
+
+    g_assert_cmpint(stray, >=, 0);
+    fd = hostile_link(&a, log, NULL, &hello, NULL);
+    for (i = 0; i < n; i++) {
+        peer_send_raw(fd, calls[i].buf, calls[i].len,
+                      calls[i].with_fd ? stray : -1);
+    }
+    close(stray);
+    expect_link_error(fd, MXP_E_PROTOCOL, 0);
+    assert_dropped(&a, log, text);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 1);
+    g_assert(!holds_memfd(qtest_pid(a.qts), STRAY_MEMFD));
+    side_stop(&a);
+}
+
+/* One malformed message in one sendmsg(). */
+static void run_hostile_message(const uint8_t *buf, size_t len, bool with_fd,
+                                const char *reason)
+{
+    Sendmsg call = { buf, len, with_fd };
+
+    run_hostile_stream(&call, 1, reason);
+}
+
+/* A PING (its cookie at offset 16) encoded into @buf. */
+static size_t encode_ping(uint8_t *buf)
+{
+    MxpMsg ping = { .hdr = { .type = MXP_PING, .id = 1 }, .u.ping = 7 };
+
+    return peer_encode(&ping, buf);
+}
+
+/*
+ * A valid PING follows in the same sendmsg(): after the error nothing
+ * the peer sends is acted on (no PONG, no second ERROR).
+ */
+static void test_hostile_unknown_type(void)
+{
+    uint8_t buf[2 * MXP_MAX_MESSAGE];
+    size_t len = encode_ping(buf);
+
+    stw_le_p(buf, MXP_TYPE_MAX + 1);
+    len += encode_ping(buf + len);
+    run_hostile_message(buf, len, false, "bad header: unknown message type");
+}
+
+/* Only the header goes out: its length alone is refused. */
+static void test_hostile_too_long(void)
+{
+    MxpMsg write = {
+        .hdr = { .type = MXP_WRITE, .id = 1 },
+        .u.access = { .addr = 0x1000, .size = 8,
+                      .data = (const uint8_t *)"12345678" },
+    };
+    uint8_t buf[MXP_MAX_MESSAGE];
+
+    peer_encode(&write, buf);
+    stl_le_p(buf + 4, MXP_MAX_PAYLOAD + 1);
+    run_hostile_message(buf, MXP_HEADER_SIZE, false,
+                        "bad header: payload longer than the protocol allows");
+}
+
+static void test_hostile_unknown_flag(void)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t len = encode_ping(buf);
+
+    stw_le_p(buf + 2, 1 << 1);
+    run_hostile_message(buf, len, false, "bad header: unknown header flags");
+}
+
+static void test_hostile_reserved_field(void)
+{
+    MxpMsg read = {
+        .hdr = { .type = MXP_READ, .id = 1 },
+        .u.access = { .addr = 0x1000, .size = 4 },
+    };
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t len = peer_encode(&read, buf);
+
+    buf[MXP_HEADER_SIZE + 12] = 1;
+    run_hostile_message(buf, len, false, "bad READ: field out of bounds");
+}
+
+/* A MAP_REPLY of kind FD announces a descriptor that never comes. */
+static void test_hostile_fd_flag_without_fd(void)
+{
+    MxpMsg reply = {
+        .hdr = { .type = MXP_MAP_REPLY, .id = 1 },
+        .u.map_reply = { .kind = MXP_MAP_FD, .perm = MXP_PERM_READ,
+                         .addr = 0, .length = 4096 },
+    };
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t len = peer_encode(&reply, buf);
+
+    g_assert_cmphex(lduw_le_p(buf + 2), ==, MXP_FLAG_FD);
+    run_hostile_message(buf, len, false,
+                        "bad MAP_REPLY: file descriptors do not match the"
+                        " message");
+}
+
+/* A descriptor on a message whose header announces none. */
+static void test_hostile_fd_without_flag(void)
+{
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t len = encode_ping(buf);
+
+    run_hostile_message(buf, len, true,
+                        "bad PING: file descriptors do not match the"
+                        " message");
+}
+
+/*
+ * One sendmsg() carries the tail of a PING and a MAP_REPLY of kind FD
+ * with its descriptor: the descriptor does not start at the header of
+ * the message that announces it.
+ */
+static void test_hostile_fd_mid_message(void)
+{
+    MxpMsg reply = {
+        .hdr = { .type = MXP_MAP_REPLY, .id = 1 },
+        .u.map_reply = { .kind = MXP_MAP_FD, .perm = MXP_PERM_READ,
+                         .addr = 0, .length = 4096 },
+    };
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t ping = encode_ping(buf);
+    size_t len = ping + peer_encode(&reply, buf + ping);
+    Sendmsg calls[] = {
+        { buf, MXP_HEADER_SIZE + 4, false },
+        { buf + MXP_HEADER_SIZE + 4, len - MXP_HEADER_SIZE - 4, true },
+    };
+
+    run_hostile_stream(calls, ARRAY_SIZE(calls),
+                       "file descriptor outside a message header");
+}
+
+/*
+ * A BYE's request_type and addr are not checked: one with a type beyond
+ * MXP_TYPE_MAX is an orderly close, not a protocol error.
+ */
+static void test_hostile_bye_request_type(void)
+{
+    g_autofree char *log = case_log("bye");
+    MxpMsg hello = tool_hello(0), bye = {
+        .hdr = { .type = MXP_BYE },
+        .u.error = { .code = MXP_E_SHUTDOWN },
+    };
+    uint8_t buf[MXP_MAX_MESSAGE];
+    size_t len = peer_encode(&bye, buf);
+    Side a;
+    int fd;
+
+    /* Patched in, so that only QEMU's decoder judges them. */
+    stl_le_p(buf + MXP_HEADER_SIZE + 4, 0xffffffff);
+    stq_le_p(buf + MXP_HEADER_SIZE + 8, ~0ULL);
+    fd = hostile_link(&a, log, NULL, &hello, NULL);
+    wait_link(&a, NULL, true);
+    peer_send_raw(fd, buf, len, -1);
+    expect_silent_close(fd);
+    assert_dropped(&a, log, "link down: shutting down");
+    g_assert(!log_has(log, "bad BYE"));
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 1);
+    side_stop(&a);
+}
+
+/*
+ * The peer stops in the middle of a message: its bytes are no sign of
+ * life, and the link goes down once the access timeout has passed.  The
+ * heartbeat is longer than that, so an unanswered PING cannot be why.
+ */
+static void test_hostile_unfinished(void)
+{
+    g_autofree char *log = case_log("unfinished");
+    MxpMsg hello = tool_hello(0);
+    uint8_t buf[MXP_MAX_MESSAGE];
+    int64_t t0;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, "timeout=300,heartbeat=200", &hello, NULL);
+    encode_ping(buf);
+    wait_link(&a, NULL, true);
+    t0 = g_get_monotonic_time();
+    peer_send_raw(fd, buf, 10, -1);
+    expect_silent_close(fd);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 300 * 1000);
+    assert_dropped(&a, log, "link down: the peer left a message unfinished");
+    g_assert(!log_has(log, "did not answer PING"));
+    side_stop(&a);
+}
+
+/* ---- accesses outside the export policy ---- */
+
+#define POLICY_EXPORTS  "export=0x1000000+1M:rw;0x2000000+4K:ro;" \
+                        "0xd0000000+1M:rw"
+
+/* A READ or WRITE of @size bytes at @addr and its reply. */
+static void peer_access(int fd, uint16_t type, uint64_t addr, uint32_t size,
+                        MxpMsg *reply)
+{
+    static uint64_t id;
+    static uint8_t data[MXP_MAX_DATA];
+    MxpMsg req = {
+        .hdr = { .type = type, .id = ++id },
+        .u.access = { .addr = addr, .size = size },
+    };
+    int rfd;
+
+    memset(data, 0xee, sizeof(data));
+    if (type == MXP_WRITE) {
+        req.u.access.data = data;
+    }
+    peer_call(fd, &req, reply, &rfd);
+    g_assert_cmpint(rfd, ==, -1);
+    g_assert_cmpuint(reply->hdr.id, ==, req.hdr.id);
+}
+
+/* The peer's READ or WRITE is refused with ERROR @code. */
+static void expect_refused(int fd, uint16_t type, uint64_t addr,
+                           uint32_t size, uint32_t code)
+{
+    MxpMsg reply;
+
+    peer_access(fd, type, addr, size, &reply);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_ERROR);
+    g_assert_cmpuint(reply.u.error.code, ==, code);
+    g_assert_cmpuint(reply.u.error.request_type, ==, type);
+    g_assert_cmphex(reply.u.error.addr, ==, addr);
+}
+
+/* ... and a READ inside the export still works afterwards. */
+static void expect_served(Side *a, int fd)
+{
+    uint64_t served = mx_stat(a, "served-reads");
+    MxpMsg reply;
+
+    qtest_writel(a->qts, 0x1000100, 0x600dcafe);
+    peer_access(fd, MXP_READ, 0x1000100, 4, &reply);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_READ_REPLY);
+    g_assert_cmphex(ldl_le_p(reply.u.access.data), ==, 0x600dcafe);
+    g_assert_cmpuint(mx_stat(a, "served-reads"), ==, served + 1);
+    g_assert(link_up(a));
+    g_assert_cmpint(qmp_latency(a->qts), <, 100 * 1000);
+}
+
+/* Outside every export, and across an export's end: DENIED. */
+static void test_hostile_access_denied(void)
+{
+    g_autofree char *log = case_log("denied");
+    MxpMsg hello = tool_hello(MXP_FEAT_BULK);
+    uint64_t refused;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, POLICY_EXPORTS, &hello, NULL);
+    qtest_writel(a.qts, 0x3000000, 0x11111111);
+    qtest_writel(a.qts, 0x10ffffc, 0x22222222);
+    refused = mx_stat(&a, "refused-accesses");
+    expect_refused(fd, MXP_READ, 0x3000000, 4, MXP_E_DENIED);
+    expect_refused(fd, MXP_WRITE, 0x3000000, 4, MXP_E_DENIED);
+    expect_refused(fd, MXP_READ, 0x10ffffe, 4, MXP_E_DENIED);
+    expect_refused(fd, MXP_WRITE, 0x10ffffe, 4, MXP_E_DENIED);
+    expect_refused(fd, MXP_WRITE, 0x10fff00, 4096, MXP_E_DENIED);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), ==, refused + 5);
+    g_assert_cmphex(qtest_readl(a.qts, 0x3000000), ==, 0x11111111);
+    g_assert_cmphex(qtest_readl(a.qts, 0x10ffffc), ==, 0x22222222);
+    expect_served(&a, fd);
+    close(fd);
+    side_stop(&a);
+}
+
+/* WRITE to a read-only export: READ_ONLY, and nothing is written. */
+static void test_hostile_access_read_only(void)
+{
+    g_autofree char *log = case_log("read-only");
+    MxpMsg hello = tool_hello(MXP_FEAT_BULK), reply;
+    uint64_t refused;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, POLICY_EXPORTS, &hello, NULL);
+    qtest_writel(a.qts, 0x2000000, 0x33333333);
+    qtest_writel(a.qts, 0x2000ffc, 0x44444444);
+    refused = mx_stat(&a, "refused-accesses");
+    expect_refused(fd, MXP_WRITE, 0x2000000, 4, MXP_E_READ_ONLY);
+    expect_refused(fd, MXP_WRITE, 0x2000000, 4096, MXP_E_READ_ONLY);
+    /* Across its end it is not inside one export at all. */
+    expect_refused(fd, MXP_WRITE, 0x2000ffe, 4, MXP_E_DENIED);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), ==, refused + 3);
+    g_assert_cmphex(qtest_readl(a.qts, 0x2000000), ==, 0x33333333);
+    g_assert_cmphex(qtest_readl(a.qts, 0x2000ffc), ==, 0x44444444);
+    peer_access(fd, MXP_READ, 0x2000000, 4, &reply);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_READ_REPLY);
+    g_assert_cmphex(ldl_le_p(reply.u.access.data), ==, 0x33333333);
+    expect_served(&a, fd);
+    close(fd);
+    side_stop(&a);
+}
+
+/*
+ * Sizes other than 1, 2, 4 and 8 without BULK, and sizes above the
+ * effective max_data with it: UNSUPPORTED, nothing accessed.
+ */
+static void test_hostile_access_unsupported(void)
+{
+    g_autofree char *log = case_log("unsupported");
+    g_autofree char *sock = sock_path("hostile");
+    MxpMsg hello = tool_hello(0);
+    uint64_t refused;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, POLICY_EXPORTS, &hello, NULL);
+    qtest_writel(a.qts, 0x1000000, 0x55555555);
+    refused = mx_stat(&a, "refused-accesses");
+    expect_refused(fd, MXP_READ, 0x1000000, 3, MXP_E_UNSUPPORTED);
+    expect_refused(fd, MXP_WRITE, 0x1000000, 16, MXP_E_UNSUPPORTED);
+    expect_refused(fd, MXP_READ, 0x1000000, 4096, MXP_E_UNSUPPORTED);
+    g_assert_cmphex(qtest_readl(a.qts, 0x1000000), ==, 0x55555555);
+    expect_served(&a, fd);
+    close(fd);
+    wait_link(&a, NULL, false);
+
+    /* BULK, but a max_data of 8 bytes. */
+    hello = tool_hello(MXP_FEAT_BULK);
+    hello.u.hello.max_data = 8;
+    fd = peer_connect_hello(sock, &hello, NULL);
+    expect_refused(fd, MXP_WRITE, 0x1000000, 9, MXP_E_UNSUPPORTED);
+    g_assert_cmphex(qtest_readl(a.qts, 0x1000000), ==, 0x55555555);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), ==, refused + 4);
+    expect_served(&a, fd);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 2);
+    close(fd);
+    side_stop(&a);
+}
+
+/*
+ * An export over a hole of the map (nothing at 0xd0000000 on pc with
+ * 128 MiB of RAM): ACCESS, and the link stays up.
+ */
+static void test_hostile_access_unassigned(void)
+{
+    g_autofree char *log = case_log("unassigned");
+    MxpMsg hello = tool_hello(MXP_FEAT_BULK);
+    uint64_t refused, served;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, POLICY_EXPORTS, &hello, NULL);
+    refused = mx_stat(&a, "refused-accesses");
+    served = mx_stat(&a, "served-reads") + mx_stat(&a, "served-writes");
+    expect_refused(fd, MXP_READ, 0xd0000000, 4, MXP_E_ACCESS);
+    expect_refused(fd, MXP_WRITE, 0xd0000100, 8, MXP_E_ACCESS);
+    expect_refused(fd, MXP_READ, 0xd0001000, 4096, MXP_E_ACCESS);
+    g_assert_cmpuint(mx_stat(&a, "refused-accesses"), ==, refused + 3);
+    g_assert_cmpuint(mx_stat(&a, "served-reads") +
+                     mx_stat(&a, "served-writes"), ==, served);
+    expect_served(&a, fd);
+    close(fd);
+    side_stop(&a);
+}
+
+/* ---- doorbell abuse on a socket-doorbell link ---- */
+
+static void peer_doorbell(int fd, uint16_t vector, const char *payload)
+{
+    MxpMsg db = {
+        .hdr = { .type = MXP_DOORBELL },
+        .u.doorbell = { .vector = vector, .size = strlen(payload),
+                        .data = (const uint8_t *)payload },
+    };
+
+    peer_send(fd, &db, -1);
+}
+
+/* A DOORBELL for a vector QEMU does not have: BAD_VECTOR, link down. */
+static void test_hostile_doorbell_vector(void)
+{
+    g_autofree char *log = case_log("db-vector");
+    MxpMsg hello = tool_hello(0);
+    MxpHello theirs;
+    Side a;
+    int fd;
+
+    hello.u.hello.vectors = 1;
+    hello.u.hello.queue_depth = 4;
+    fd = hostile_link(&a, log, "vectors=2", &hello, &theirs);
+    g_assert_cmpuint(theirs.vectors, ==, 2);
+    peer_doorbell(fd, 1, "fine");
+    wait_rx(&a, 1);
+    expect_doorbell(&a, 1, "fine");
+    peer_doorbell(fd, 2, "no such vector");
+    expect_link_error(fd, MXP_E_BAD_VECTOR, MXP_DOORBELL);
+    assert_dropped(&a, log, "link down: doorbell for vector 2 of 2");
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 1);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+    side_stop(&a);
+}
+
+/* One DOORBELL more than the credits QEMU's HELLO gave: BUSY, link down. */
+static void test_hostile_doorbell_credit(void)
+{
+    g_autofree char *log = case_log("db-credit");
+    MxpMsg hello = tool_hello(0);
+    MxpHello theirs;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, "queue-depth=2", &hello, &theirs);
+    g_assert_cmpuint(theirs.queue_depth, ==, 2);
+    peer_doorbell(fd, 0, "one");
+    peer_doorbell(fd, 0, "two");
+    wait_rx(&a, 2);
+    peer_doorbell(fd, 0, "three");
+    expect_link_error(fd, MXP_E_BUSY, MXP_DOORBELL);
+    assert_dropped(&a, log, "link down: doorbell without credit");
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 2);
+    expect_doorbell(&a, 0, "one");
+    expect_doorbell(&a, 0, "two");
+    side_stop(&a);
+}
+
+/*
+ * CREDIT returns what a DOORBELL spent; one more than QEMU ever sent
+ * would raise its credits above the peer's queue_depth.
+ */
+static void test_hostile_credit_unowed(void)
+{
+    g_autofree char *log = case_log("credit");
+    MxpMsg hello = tool_hello(0), msg;
+    MxpMsg credit = { .hdr = { .type = MXP_CREDIT }, .u.credits = 1 };
+    uint8_t buf[MXP_MAX_MESSAGE];
+    int64_t deadline = g_get_monotonic_time() + LINK_WAIT_MS * 1000;
+    Side a;
+    int fd, rfd;
+
+    hello.u.hello.vectors = 1;
+    hello.u.hello.queue_depth = 4;
+    fd = hostile_link(&a, log, NULL, &hello, NULL);
+    wait_link(&a, NULL, true);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_TX_CREDITS), ==, 4);
+    send_doorbell(&a, 0, "spent");
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_TX_STATUS), ==, MX_TX_OK);
+    do {
+        g_assert(peer_recv(fd, buf, &msg, &rfd));
+    } while (msg.hdr.type != MXP_DOORBELL);
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_TX_CREDITS), ==, 3);
+    peer_send(fd, &credit, -1);
+    while (reg_read(&a, MX_REG_DB_TX_CREDITS) != 4) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+    g_assert(link_up(&a));
+    peer_send(fd, &credit, -1);
+    expect_link_error(fd, MXP_E_PROTOCOL, 0);
+    assert_dropped(&a, log, "link down: more credits than queue slots");
+    side_stop(&a);
+}
+
+/* ---- doorbell-ring abuse during the handshake ---- */
+
+/*
+ * A peer that agrees on DB_RING with @vectors and sends @msgs (DB_RING
+ * with a sealed ring, or DB_EVENT with an eventfd): QEMU closes the link
+ * before it is up, with "closing link: the peer sent @what".
+ */
+static void run_hostile_ring_handshake(uint8_t vectors, const MxpMsg *msgs,
+                                       unsigned n, const char *what)
+{
+    g_autofree char *log = case_log("ring-handshake");
+    g_autofree char *reason = g_strdup_printf("closing link: the peer sent"
+                                              " %s", what);
+    MxpMsg hello = tool_hello(MXP_FEAT_DB_RING);
+    unsigned i;
+    Side a;
+    int fd;
+
+    hello.u.hello.vectors = vectors;
+    hello.u.hello.queue_depth = RING_DEPTH;
+    fd = hostile_link(&a, log, NULL, &hello, NULL);
+    for (i = 0; i < n; i++) {
+        int pass = msgs[i].hdr.type == MXP_DB_RING ? ring_memfd(true) :
+                   eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+        g_assert_cmpint(pass, >=, 0);
+        peer_send(fd, &msgs[i], pass);
+        close(pass);
+    }
+    expect_link_error(fd, MXP_E_PROTOCOL, 0);
+    wait_log(log, reason);
+    g_assert(!link_up(&a));
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 0);
+    g_assert_cmpint(qmp_latency(a.qts), <, 100 * 1000);
+    side_stop(&a);
+}
+
+/* A DB_EVENT for a vector beyond those the peer's HELLO announced. */
+static void test_hostile_ring_event_beyond(void)
+{
+    const MxpMsg msgs[] = {
+        { .hdr = { .type = MXP_DB_RING }, .u.ring_depth = RING_DEPTH },
+        { .hdr = { .type = MXP_DB_EVENT }, .u.event_vector = 0 },
+        { .hdr = { .type = MXP_DB_EVENT }, .u.event_vector = 2 },
+    };
+
+    run_hostile_ring_handshake(2, msgs, ARRAY_SIZE(msgs),
+                               "DB_EVENT for a vector its HELLO did not"
+                               " announce");
+}
+
+static void test_hostile_ring_second(void)
+{
+    const MxpMsg msgs[] = {
+        { .hdr = { .type = MXP_DB_RING }, .u.ring_depth = RING_DEPTH },
+        { .hdr = { .type = MXP_DB_RING }, .u.ring_depth = RING_DEPTH },
+    };
+
+    run_hostile_ring_handshake(1, msgs, ARRAY_SIZE(msgs),
+                               "a second DB_RING");
+}
+
+/* ---- boot requests to a device that is not a boot target ---- */
+
+static void expect_boot_refused(int fd, MxpMsg *req, uint32_t code,
+                                uint64_t addr)
+{
+    MxpMsg reply;
+    int rfd;
+
+    peer_call(fd, req, &reply, &rfd);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_ERROR);
+    g_assert_cmpuint(reply.u.error.code, ==, code);
+    g_assert_cmpuint(reply.u.error.request_type, ==, req->hdr.type);
+    g_assert_cmphex(reply.u.error.addr, ==, addr);
+}
+
+static void assert_running(Side *a)
+{
+    QDict *rsp = qtest_qmp(a->qts, "{'execute': 'query-status'}");
+
+    g_assert_cmpstr(qdict_get_str(qdict_get_qdict(rsp, "return"), "status"),
+                    ==, "running");
+    qobject_unref(rsp);
+}
+
+/*
+ * BOOT, RESET and HALT to a side that is not a boot target: ERROR
+ * NOT_BOOT_TARGET (UNSUPPORTED without feature BOOT), nothing happens
+ * to the VM, and the link stays up.
+ */
+static void test_hostile_boot_not_target(void)
+{
+    g_autofree char *log = case_log("boot");
+    g_autofree char *sock = sock_path("hostile");
+    MxpMsg hello = tool_hello(MXP_FEAT_BOOT);
+    MxpMsg boot = {
+        .hdr = { .type = MXP_BOOT, .id = 1 },
+        .u.boot = { .entry = 0x100000, .nargs = 1, .args = { 7 } },
+    };
+    MxpMsg reset = { .hdr = { .type = MXP_RESET, .id = 2 } };
+    MxpMsg halt = { .hdr = { .type = MXP_HALT, .id = 3 } };
+    MxpHello theirs;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, POLICY_EXPORTS, &hello, &theirs);
+    g_assert_cmpuint(theirs.role, ==, MXP_ROLE_DEVICE);
+    g_assert(theirs.features & MXP_FEAT_BOOT);
+    qtest_writel(a.qts, 0x1000100, 0x600dcafe);
+    expect_boot_refused(fd, &boot, MXP_E_NOT_BOOT_TARGET, 0x100000);
+    expect_boot_refused(fd, &reset, MXP_E_NOT_BOOT_TARGET, 0);
+    expect_boot_refused(fd, &halt, MXP_E_NOT_BOOT_TARGET, 0);
+    assert_running(&a);
+    g_assert_cmpuint(reg_read(&a, MX_REG_BOOT_STATE), ==, MXP_BOOT_NONE);
+    expect_served(&a, fd);
+    close(fd);
+    wait_link(&a, NULL, false);
+
+    /* Without feature BOOT the same requests are UNSUPPORTED. */
+    hello = tool_hello(0);
+    fd = peer_connect_hello(sock, &hello, NULL);
+    expect_boot_refused(fd, &boot, MXP_E_UNSUPPORTED, 0x100000);
+    expect_boot_refused(fd, &halt, MXP_E_UNSUPPORTED, 0);
+    assert_running(&a);
+    expect_served(&a, fd);
+    close(fd);
+    side_stop(&a);
+}
+
+/* ---- slow and silent peers ---- */
+
+/*
+ * A peer that connects and never sends HELLO does not keep the one link
+ * of a listening QEMU: it is closed after the access timeout, and the
+ * next peer gets the link.
+ */
+static void test_hostile_no_hello(void)
+{
+    g_autofree char *log = case_log("no-hello");
+    g_autofree char *sock = sock_path("hostile");
+    MxpMsg msg, hello = tool_hello(0);
+    uint8_t buf[MXP_MAX_MESSAGE];
+    int64_t t0;
+    Side a;
+    int fd, rfd;
+
+    side_start_logged(&a, log, sock, true, "timeout=300,heartbeat=100",
+                      NULL);
+    fd = peer_dial(sock);
+    g_assert(peer_recv(fd, buf, &msg, &rfd));
+    g_assert_cmpuint(msg.hdr.type, ==, MXP_HELLO);
+    t0 = g_get_monotonic_time();
+    g_assert_cmpuint(expect_silent_close(fd), ==, 0);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 250 * 1000);
+    wait_log(log, "closing link: the peer sent no HELLO");
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 0);
+    g_assert_cmpint(qmp_latency(a.qts), <, 100 * 1000);
+
+    fd = peer_connect_hello(sock, &hello, NULL);
+    wait_link(&a, NULL, true);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, 1);
+    close(fd);
+    side_stop(&a);
+}
+
+/*
+ * A peer without feature HEARTBEAT that never answers PING is timed out
+ * all the same: three heartbeat intervals after the PING.
+ */
+static void test_hostile_ping_unanswered(void)
+{
+    g_autofree char *log = case_log("ping");
+    MxpMsg msg, hello = tool_hello(MXP_FEAT_BULK);
+    uint8_t buf[MXP_MAX_MESSAGE];
+    MxpHello theirs;
+    int64_t t0;
+    Side a;
+    int fd, rfd;
+
+    fd = hostile_link(&a, log, "heartbeat=100", &hello, &theirs);
+    g_assert(theirs.features & MXP_FEAT_HEARTBEAT);
+    do {
+        g_assert(peer_recv(fd, buf, &msg, &rfd));
+    } while (msg.hdr.type != MXP_PING);
+    t0 = g_get_monotonic_time();
+    g_assert_cmpuint(expect_silent_close(fd), ==, 0);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 250 * 1000);
+    assert_dropped(&a, log, "link down: the peer did not answer PING");
+    g_assert(!log_has(log, "no heartbeat from the peer"));
+    side_stop(&a);
+}
+
+/* ---- a reconnect storm ---- */
+
+#define STORM_CYCLES    1000
+
+typedef struct ReconnectStorm {
+    const char *sock;
+    unsigned links;             /* cycles that completed a handshake */
+    bool done;
+} ReconnectStorm;
+
+/*
+ * Connect and hang up STORM_CYCLES times, in turn: at once, in the
+ * middle of our HELLO's header, right after the handshake, and in the
+ * middle of a message after the handshake.
+ */
+static gpointer reconnect_storm(gpointer opaque)
+{
+    ReconnectStorm *st = opaque;
+    MxpMsg hello = tool_hello(0), read = {
+        .hdr = { .type = MXP_READ, .id = 1 },
+        .u.access = { .addr = 0, .size = 4 },
+    };
+    uint8_t buf[2 * MXP_MAX_MESSAGE];
+    size_t hello_len = peer_encode(&hello, buf);
+    size_t read_len = peer_encode(&read, buf + hello_len);
+    unsigned i;
+
+    for (i = 0; i < STORM_CYCLES; i++) {
+        uint8_t in[MXP_MAX_MESSAGE];
+        int fd = peer_dial(st->sock), rfd;
+        MxpMsg msg;
+
+        switch (i % 4) {
+        case 0:
+            break;
+        case 1:
+            g_assert(peer_recv(fd, in, &msg, &rfd));
+            peer_send_raw(fd, buf, hello_len, -1);
+            st->links++;
+            break;
+        case 2:
+            peer_send_raw(fd, buf, 8, -1);
+            break;
+        case 3:
+            g_assert(peer_recv(fd, in, &msg, &rfd));
+            peer_send_raw(fd, buf, hello_len + read_len - 4, -1);
+            st->links++;
+            break;
+        }
+        close(fd);
+    }
+    qatomic_set(&st->done, true);
+    return NULL;
+}
+
+/*
+ * QEMU takes connections that close at every stage of the handshake, as
+ * fast as the test can make them, answers QMP promptly throughout, counts
+ * only the links that came up, and then links up with a proper peer.
+ */
+static void test_hostile_reconnect_storm(void)
+{
+    g_autofree char *log = case_log("storm");
+    g_autofree char *sock = sock_path("hostile");
+    ReconnectStorm st = { .sock = sock };
+    int64_t deadline, worst = 0;
+    unsigned samples = 0;
+    MxpMsg reply;
+    GThread *thread;
+    Side a;
+    int fd;
+
+    side_start_logged(&a, log, sock, true, POLICY_EXPORTS, NULL);
+    thread = g_thread_new("storm", reconnect_storm, &st);
+    deadline = g_get_monotonic_time() + 60 * 1000 * 1000;
+    while (!qatomic_read(&st.done)) {
+        int64_t took = qmp_latency(a.qts);
+
+        worst = MAX(worst, took);
+        samples++;
+        g_assert_cmpint(took, <, 100 * 1000);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+    g_thread_join(thread);
+    g_test_message("%u connections, %u links; QMP at worst %" PRId64 " us"
+                   " in %u samples", STORM_CYCLES, st.links, worst, samples);
+    g_assert_cmpuint(samples, >=, 10);
+
+    fd = peer_connect(sock);
+    wait_link(&a, NULL, true);
+    g_assert_cmpuint(mx_stat(&a, "link-ups"), ==, st.links + 1);
+    peer_access(fd, MXP_READ, 0x1000000, 4, &reply);
+    g_assert_cmpuint(reply.hdr.type, ==, MXP_READ_REPLY);
+    g_assert_cmpint(qmp_latency(a.qts), <, 100 * 1000);
+    close(fd);
+    side_stop(&a);
+}
+
+/* ---- the device fuzzer's corpus, replayed against a real QEMU ---- */
+
+static void replay_wait(void *opaque, int fd, int timeout_us)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+    poll(&pfd, fd >= 0, MAX(timeout_us / 1000, 1));
+}
+
+static void replay_outl(void *opaque, uint16_t port, uint32_t value)
+{
+    qtest_outl(opaque, port, value);
+}
+
+static void replay_writel(void *opaque, uint64_t addr, uint32_t value)
+{
+    qtest_writel(opaque, addr, value);
+}
+
+static uint32_t replay_readl(void *opaque, uint64_t addr)
+{
+    return qtest_readl(opaque, addr);
+}
+
+static const MxfOps replay_ops = {
+    .wait = replay_wait,
+    .outl = replay_outl,
+    .writel = replay_writel,
+    .readl = replay_readl,
+};
+
+static gint compare_names(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(const char **)a, *(const char **)b);
+}
+
+/*
+ * Every input of tests/fuzz/corpus/device through the fuzzer's own peer,
+ * in one QEMU configured as the fuzzer's: QEMU survives them all, keeps
+ * greeting new connections (the peer aborts otherwise) and answers QMP.
+ */
+static void test_fuzz_replay(void)
+{
+    const char *dir = g_getenv("MEMEXPOSE_DEVICE_CORPUS");
+    g_autofree char *sock = sock_path("fuzz");
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    const MxfStats *stats;
+    const char *name;
+    QTestState *qts;
+    MxfPeer *peer;
+    GDir *gdir;
+    guint i;
+
+    if (!dir) {
+        g_test_skip("MEMEXPOSE_DEVICE_CORPUS names no corpus directory");
+        return;
+    }
+    gdir = g_dir_open(dir, 0, NULL);
+    g_assert(gdir);
+    while ((name = g_dir_read_name(gdir))) {
+        g_ptr_array_add(names, g_build_filename(dir, name, NULL));
+    }
+    g_dir_close(gdir);
+    g_ptr_array_sort(names, compare_names);
+    g_assert_cmpuint(names->len, >=, 40);
+
+    qts = qtest_initf(MXF_QEMU_ARGS_FMT, sock);
+    peer = mxf_peer_new(sock, &replay_ops, qts);
+    mxf_peer_setup_pci(peer);
+    for (i = 0; i < names->len; i++) {
+        g_autofree char *data = NULL;
+        gsize len;
+
+        g_assert(g_file_get_contents(names->pdata[i], &data, &len, NULL));
+        mxf_peer_run(peer, (const uint8_t *)data, len);
+    }
+    stats = mxf_peer_stats(peer);
+    g_test_message("%" PRIu64 " inputs, %" PRIu64 " links, %" PRIu64
+                   " ended by QEMU, %" PRIu64 " given up", stats->inputs,
+                   stats->links, stats->drops, stats->abandoned);
+    g_assert_cmpuint(stats->inputs, ==, names->len);
+    g_assert_cmpuint(stats->links, >, 0);
+    g_assert_cmpuint(stats->drops, >, 0);
+    mxf_peer_free(peer);
+    g_assert_cmpint(qmp_latency(qts), <, 1000 * 1000);
+    qtest_quit(qts);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -1825,6 +3111,7 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/policy", test_policy);
     qtest_add_func("/memexpose/window-base", test_window_base);
     qtest_add_func("/memexpose/doorbell", test_doorbell);
+    qtest_add_func("/memexpose/doorbell-one-trap", test_doorbell_one_trap);
     qtest_add_func("/memexpose/doorbell-socket", test_doorbell_socket);
     qtest_add_func("/memexpose/doorbell-flood", test_doorbell_flood);
     qtest_add_func("/memexpose/doorbell-flood-socket",
@@ -1858,6 +3145,56 @@ int main(int argc, char **argv)
                    test_hostile_ring_producer);
     qtest_add_func("/memexpose/hostile/ring-consumer",
                    test_hostile_ring_consumer);
+    qtest_add_func("/memexpose/hostile/fd-pipe", test_hostile_fd_pipe);
+    qtest_add_func("/memexpose/hostile/fd-socket", test_hostile_fd_socket);
+    qtest_add_func("/memexpose/hostile/fd-eventfd", test_hostile_fd_eventfd);
+    qtest_add_func("/memexpose/hostile/fd-too-small",
+                   test_hostile_fd_too_small);
+    qtest_add_func("/memexpose/hostile/map-error-denied",
+                   test_hostile_map_error_denied);
+    qtest_add_func("/memexpose/hostile/map-error-unsupported",
+                   test_hostile_map_error_unsupported);
+    qtest_add_func("/memexpose/hostile/unknown-type",
+                   test_hostile_unknown_type);
+    qtest_add_func("/memexpose/hostile/too-long", test_hostile_too_long);
+    qtest_add_func("/memexpose/hostile/unknown-flag",
+                   test_hostile_unknown_flag);
+    qtest_add_func("/memexpose/hostile/reserved-field",
+                   test_hostile_reserved_field);
+    qtest_add_func("/memexpose/hostile/fd-flag-without-fd",
+                   test_hostile_fd_flag_without_fd);
+    qtest_add_func("/memexpose/hostile/fd-without-flag",
+                   test_hostile_fd_without_flag);
+    qtest_add_func("/memexpose/hostile/fd-mid-message",
+                   test_hostile_fd_mid_message);
+    qtest_add_func("/memexpose/hostile/unfinished", test_hostile_unfinished);
+    qtest_add_func("/memexpose/hostile/bye-request-type",
+                   test_hostile_bye_request_type);
+    qtest_add_func("/memexpose/hostile/access-denied",
+                   test_hostile_access_denied);
+    qtest_add_func("/memexpose/hostile/access-read-only",
+                   test_hostile_access_read_only);
+    qtest_add_func("/memexpose/hostile/access-unsupported",
+                   test_hostile_access_unsupported);
+    qtest_add_func("/memexpose/hostile/access-unassigned",
+                   test_hostile_access_unassigned);
+    qtest_add_func("/memexpose/hostile/doorbell-vector",
+                   test_hostile_doorbell_vector);
+    qtest_add_func("/memexpose/hostile/doorbell-credit",
+                   test_hostile_doorbell_credit);
+    qtest_add_func("/memexpose/hostile/credit-unowed",
+                   test_hostile_credit_unowed);
+    qtest_add_func("/memexpose/hostile/ring-event-beyond",
+                   test_hostile_ring_event_beyond);
+    qtest_add_func("/memexpose/hostile/ring-second", test_hostile_ring_second);
+    qtest_add_func("/memexpose/hostile/boot-not-target",
+                   test_hostile_boot_not_target);
+    qtest_add_func("/memexpose/hostile/no-hello", test_hostile_no_hello);
+    qtest_add_func("/memexpose/hostile/ping-unanswered",
+                   test_hostile_ping_unanswered);
+    qtest_add_func("/memexpose/hostile/reconnect-storm",
+                   test_hostile_reconnect_storm);
+    qtest_add_func("/memexpose/fuzz-replay", test_fuzz_replay);
     ret = g_test_run();
 
     g_rmdir(tmpdir);

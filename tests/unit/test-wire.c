@@ -1365,8 +1365,39 @@ static void test_decode_bye_error(void)
         expect_patched(&m, E_CODE, 4, MXP_E_MAX + 1, MXP_ERR_RANGE);
         expect_patched(&m, E_CODE, 4, 0x80000000, MXP_ERR_RANGE);
         expect_patched(&m, E_CODE, 4, 0xffffffff, MXP_ERR_RANGE);
-        expect_patched(&m, E_REQ_TYPE, 4, MXP_TYPE_MAX + 1, MXP_ERR_RANGE);
-        expect_patched(&m, E_REQ_TYPE, 4, 0xffffffff, MXP_ERR_RANGE);
+    }
+    m = valid(MXP_ERROR);
+    expect_patched(&m, E_REQ_TYPE, 4, MXP_TYPE_MAX + 1, MXP_ERR_RANGE);
+    expect_patched(&m, E_REQ_TYPE, 4, 0xffffffff, MXP_ERR_RANGE);
+}
+
+/* BYE's request_type and addr are not checked: any value decodes. */
+static void test_decode_bye_unchecked(void)
+{
+    static const uint32_t req_types[] = {
+        MXP_TYPE_MAX + 1, 0x100, 0x80000000, 0xffffffff,
+    };
+    uint8_t buf[BUF_SIZE];
+    unsigned r;
+    MxpMsg m, out;
+    int len;
+
+    for (r = 0; r < G_N_ELEMENTS(req_types); r++) {
+        m = valid(MXP_BYE);
+        m.u.error.code = MXP_E_SHUTDOWN;
+        len = mxp_encode(&m, buf, sizeof(buf));
+        g_assert_cmpint(len, ==, MXP_HEADER_SIZE + 16);
+        put_le(buf + E_REQ_TYPE, 4, req_types[r]);
+        put_le(buf + E_ADDR, 8, ~0ULL);
+        g_assert_cmpint(mxp_decode(buf, len, 0, &out), ==, MXP_OK);
+        g_assert_cmpuint(out.u.error.code, ==, MXP_E_SHUTDOWN);
+        g_assert_cmpuint(out.u.error.request_type, ==, req_types[r]);
+        g_assert_cmphex(out.u.error.addr, ==, ~0ULL);
+        /* The code is still checked. */
+        put_le(buf + E_CODE, 4, MXP_E_NONE);
+        g_assert_cmpint(mxp_decode(buf, len, 0, &out), ==, MXP_ERR_RANGE);
+        put_le(buf + E_CODE, 4, MXP_E_MAX + 1);
+        g_assert_cmpint(mxp_decode(buf, len, 0, &out), ==, MXP_ERR_RANGE);
     }
 }
 
@@ -1624,9 +1655,13 @@ static void test_encode_invalid(void)
     m = valid(MXP_BYE);
     m.u.error.code = MXP_E_NONE;
     EXPECT_ENCODE(m, MXP_ERR_RANGE);
-    m = valid(MXP_BYE);
+    m = valid(MXP_ERROR);
     m.u.error.request_type = MXP_TYPE_MAX + 1;
     EXPECT_ENCODE(m, MXP_ERR_RANGE);
+    /* A BYE with any request_type encodes, as it decodes. */
+    m = valid(MXP_BYE);
+    m.u.error.request_type = 0xffffffff;
+    roundtrip(&m);
 
     /* READ, READ_REPLY, WRITE. */
     m = valid(MXP_READ);
@@ -1889,6 +1924,7 @@ int main(int argc, char **argv)
     g_test_add_func("/wire/decode/hello", test_decode_hello);
     g_test_add_func("/wire/decode/version", test_decode_version);
     g_test_add_func("/wire/decode/bye-error", test_decode_bye_error);
+    g_test_add_func("/wire/decode/bye-unchecked", test_decode_bye_unchecked);
     g_test_add_func("/wire/decode/access", test_decode_access);
     g_test_add_func("/wire/decode/map-reply", test_decode_map_reply);
     g_test_add_func("/wire/decode/invalidate", test_decode_invalidate);

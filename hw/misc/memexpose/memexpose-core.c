@@ -52,6 +52,7 @@ static void mx_link_bh(void *opaque)
     if (up) {
         s->forward_reason = MXP_FWD_UNSPECIFIED;
         s->forward_reasons_logged = 0;
+        s->map_errors_logged = 0;
         memexpose_remap(s);
     }
     s->intr_status |= MX_INTR_LINK;

@@ -190,17 +190,17 @@ void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg)
      */
     bql_lock();
     qemu_mutex_lock(&s->lock);
-    if (db->vector >= s->vectors) {
-        qemu_mutex_unlock(&s->lock);
-        bql_unlock();
-        memexpose_protocol_error(s, "doorbell for vector %u of %u", db->vector,
-                          s->vectors);
-        return;
-    }
+    /*
+     * memexpose_queue_work() checked the vector and the credit.  The
+     * doorbell moves from the work queue to the receive queue in one
+     * step, so that the credit check on receipt never misses it.
+     */
+    s->nr_doorbell_work--;
     if (s->rx_count >= s->queue_depth) {
         qemu_mutex_unlock(&s->lock);
         bql_unlock();
-        memexpose_protocol_error(s, "doorbell without credit");
+        memexpose_link_error(s, MXP_E_BUSY, MXP_DOORBELL,
+                             "doorbell without credit");
         return;
     }
     slot = &s->rxq[(s->rx_head + s->rx_count) % s->queue_depth];
@@ -270,6 +270,32 @@ void memexpose_doorbell_pop(MemexposeState *s)
     if (send) {
         memexpose_send(s, &msg, -1);
     }
+}
+
+/*
+ * DB_RX_TAKE: the queue head, as DB_RX_HEAD shows it, popped in the same
+ * access; its payload stays readable in DB_RX_TAKEN_DATA.  One trap per
+ * doorbell instead of a HEAD read and a POP write.
+ */
+uint32_t memexpose_doorbell_take(MemexposeState *s)
+{
+    MemexposeDoorbell *head;
+
+    qemu_mutex_lock(&s->lock);
+    if (s->rx_count == 0) {
+        qemu_mutex_unlock(&s->lock);
+        return MX_RX_EMPTY;
+    }
+    head = &s->rxq[s->rx_head];
+    s->rx_taken.vector = head->vector;
+    s->rx_taken.size = head->size;
+    memcpy(s->rx_taken.data, head->data, head->size);
+    memset(s->rx_taken.data + head->size, 0,
+           MXP_MAX_DOORBELL_DATA - head->size);
+    qemu_mutex_unlock(&s->lock);
+    /* Under the BQL, like every register access: nothing popped since. */
+    memexpose_doorbell_pop(s);
+    return s->rx_taken.vector | (s->rx_taken.size << 16);
 }
 
 uint64_t memexpose_doorbell_pending(MemexposeState *s)
@@ -371,11 +397,35 @@ static void mx_ring_drain(MemexposeState *s, MemexposeRing *r)
     }
 }
 
+/*
+ * Clear one of our receive eventfds without ever blocking.  The peer
+ * holds the same open file: it can clear O_NONBLOCK and empty the
+ * counter between our poll and our read, which would make a plain read()
+ * hang the main loop.  RWF_NOWAIT fails with EAGAIN whatever the file's
+ * flags; only kernels without it for eventfds fall back on O_NONBLOCK.
+ */
+static void mx_event_clear(int fd)
+{
+    uint64_t count;
+    struct iovec iov = { .iov_base = &count, .iov_len = sizeof(count) };
+
+#ifdef RWF_NOWAIT
+    if (preadv2(fd, &iov, 1, -1, RWF_NOWAIT) >= 0 || errno != EOPNOTSUPP) {
+        return;
+    }
+#endif
+    if (g_unix_set_fd_nonblocking(fd, true, NULL)) {
+        if (read(fd, &count, sizeof(count)) < 0) {
+            /* EAGAIN: the peer emptied it, nothing to clear */
+        }
+    }
+}
+
 static void mx_ring_notified(void *opaque)
 {
     MemexposeRingEvent *ev = opaque;
 
-    event_notifier_test_and_clear(&ev->notifier);
+    mx_event_clear(event_notifier_get_fd(&ev->notifier));
     mx_ring_drain(ev->s, ev->ring);
 }
 
@@ -498,7 +548,9 @@ bool memexpose_ring_peer(MemexposeState *s, uint32_t depth, int fd)
     void *base;
 
     qemu_mutex_lock(&s->lock);
-    if (!s->hello_received || s->tx_ring) {
+    if (s->tx_ring) {
+        bad = "a second DB_RING";
+    } else if (!s->hello_received) {
         bad = "DB_RING outside the handshake";
     } else if (depth != s->peer.queue_depth) {
         bad = "DB_RING of another depth than its HELLO offered";
@@ -572,8 +624,9 @@ bool memexpose_ring_peer_event(MemexposeState *s, uint32_t vector, int fd)
     qemu_mutex_lock(&s->lock);
     if (!s->hello_received || !s->tx_ring) {
         bad = "DB_EVENT outside the handshake";
-    } else if (vector != s->tx_ring->nr_events ||
-               vector >= s->peer.vectors) {
+    } else if (vector >= s->peer.vectors) {
+        bad = "DB_EVENT for a vector its HELLO did not announce";
+    } else if (vector != s->tx_ring->nr_events) {
         bad = "DB_EVENT out of order";
     } else {
         MemexposeRingEvent *ev = &s->tx_ring->events[vector];

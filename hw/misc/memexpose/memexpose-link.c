@@ -164,24 +164,44 @@ void memexpose_link_down(MemexposeState *s, const char *reason)
     memexpose_link_drop(s, reason, true);
 }
 
-/* A peer that breaks the protocol loses the link. */
-void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
+static void G_GNUC_PRINTF(4, 0)
+mx_link_error(MemexposeState *s, MxpErr code, MxpType type, const char *fmt,
+              va_list ap)
 {
-    va_list ap;
-    g_autofree char *reason = NULL;
+    g_autofree char *reason = g_strdup_vprintf(fmt, ap);
     MxpMsg msg = {
         .hdr = { .type = MXP_ERROR },
-        .u.error = { .code = MXP_E_PROTOCOL },
+        .u.error = { .code = code, .request_type = type },
     };
-
-    va_start(ap, fmt);
-    reason = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
 
     /* The reason first: the peer may hang up as soon as it reads ERROR. */
     memexpose_link_down(s, reason);
     memexpose_send(s, &msg, -1);
-    mx_send_bye(s, MXP_E_PROTOCOL);
+    mx_send_bye(s, code);
+}
+
+/* A peer that breaks the protocol loses the link. */
+void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    mx_link_error(s, MXP_E_PROTOCOL, 0, fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * The same with a more specific code than PROTOCOL (BUSY, BAD_VECTOR),
+ * naming the type of the offending message in the ERROR.
+ */
+void memexpose_link_error(MemexposeState *s, MxpErr code, MxpType type,
+                          const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    mx_link_error(s, code, type, fmt, ap);
+    va_end(ap);
 }
 
 /* Give @req an id, register @call for its reply and send it. */
@@ -344,6 +364,7 @@ static void mx_send_hello(MemexposeState *s)
     s->rx_stale = s->rx_count;
     s->hello_sent = true;
     s->connected = true;
+    s->connected_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     qemu_mutex_unlock(&s->lock);
     pstrcpy(msg.u.hello.name, sizeof(msg.u.hello.name), s->name);
     memexpose_send(s, &msg, -1);
@@ -435,10 +456,25 @@ static bool mx_reply_matches(uint16_t call_type, uint16_t reply_type)
     }
 }
 
-/* Iothread: complete the call @msg answers.  Takes ownership of @fd. */
-static bool mx_complete_call(MemexposeState *s, const MxpMsg *msg, int fd)
+/*
+ * The ERROR codes valid in reply to MAP: no feature MAP, or the exporter
+ * cannot describe the range now.  "Not exported" is a MAP_REPLY of kind
+ * DENIED, so ERROR DENIED and every other code are a protocol error.
+ */
+static bool mx_map_error_ok(uint32_t code)
+{
+    return code == MXP_E_UNSUPPORTED || code == MXP_E_BUSY ||
+           code == MXP_E_INTERNAL;
+}
+
+/*
+ * Iothread: complete the call @msg answers and take ownership of @fd;
+ * or return why @msg is no valid reply (to be freed), leaving @fd alone.
+ */
+static char *mx_complete_call(MemexposeState *s, const MxpMsg *msg, int fd)
 {
     MemexposeCall *call;
+    char *bad = NULL;
 
     qemu_mutex_lock(&s->lock);
     QLIST_FOREACH(call, &s->calls, next) {
@@ -446,27 +482,32 @@ static bool mx_complete_call(MemexposeState *s, const MxpMsg *msg, int fd)
             break;
         }
     }
-    if (!call || !mx_reply_matches(call->type, msg->hdr.type)) {
-        qemu_mutex_unlock(&s->lock);
-        return false;
+    if (!call || !mx_reply_matches(call->type, msg->hdr.type) ||
+        (msg->hdr.type == MXP_READ_REPLY &&
+         (msg->u.access.size != call->size ||
+          msg->u.access.addr != call->addr))) {
+        bad = g_strdup_printf("unexpected %s for request %" PRIu64,
+                              mxp_type_name(msg->hdr.type), msg->hdr.id);
+        goto out;
+    }
+    if (msg->hdr.type == MXP_ERROR && call->type == MXP_MAP &&
+        !mx_map_error_ok(msg->u.error.code)) {
+        bad = g_strdup_printf("ERROR %u (%s) is no valid reply to MAP",
+                              msg->u.error.code,
+                              mxp_err_str(msg->u.error.code));
+        goto out;
     }
     switch (msg->hdr.type) {
     case MXP_ERROR:
-        call->err = msg->u.error.code ? msg->u.error.code : MXP_E_PROTOCOL;
+        call->err = msg->u.error.code;
         break;
     case MXP_READ_REPLY:
-        if (msg->u.access.size != call->size ||
-            msg->u.access.addr != call->addr) {
-            qemu_mutex_unlock(&s->lock);
-            return false;
-        }
         memcpy(call->data, msg->u.access.data, msg->u.access.size);
         break;
     case MXP_MAP_REPLY:
         call->map = msg->u.map_reply;
         call->fd = fd;
         call->inval_gen = s->inval_gen;
-        fd = -1;
         break;
     default:
         break;
@@ -477,8 +518,9 @@ static bool mx_complete_call(MemexposeState *s, const MxpMsg *msg, int fd)
         qemu_bh_schedule(call->notify);
     }
     qemu_cond_broadcast(&s->cond);
+out:
     qemu_mutex_unlock(&s->lock);
-    return true;
+    return bad;
 }
 
 static bool mx_is_request(uint16_t type)
@@ -586,14 +628,16 @@ static void mx_dispatch(MemexposeState *s, const MxpMsg *msg, int fd)
     case MXP_READ_REPLY:
     case MXP_ACK:
     case MXP_MAP_REPLY:
-    case MXP_INVALIDATE_ACK:
-        if (!mx_complete_call(s, msg, fd)) {
-            memexpose_protocol_error(s, "unexpected %s for request %" PRIu64,
-                              mxp_type_name(type), msg->hdr.id);
+    case MXP_INVALIDATE_ACK: {
+        g_autofree char *bad = mx_complete_call(s, msg, fd);
+
+        if (bad) {
+            memexpose_protocol_error(s, "%s", bad);
         } else {
             fd = -1;
         }
         break;
+    }
     case MXP_PING: {
         MxpMsg pong = {
             .hdr = { .type = MXP_PONG, .id = msg->hdr.id },
@@ -803,8 +847,12 @@ static void mx_heartbeat(void *opaque)
         why = "the peer left a message unfinished";
     } else if (s->hello_received && now - s->hello_rx_ms > s->timeout_ms) {
         why = "the peer did not hand over its doorbell ring";
+    } else if (!s->up && !s->hello_received && s->connected &&
+               now - s->connected_ms > s->timeout_ms) {
+        /* A silent connection would hold our one link for ever. */
+        why = "the peer sent no HELLO";
     } else if (!s->up) {
-        /* Nothing to check before the handshake. */
+        /* The rest needs the handshake done. */
     } else if (s->ping_id && now - s->ping_sent_ms > patience) {
         why = "the peer did not answer PING";
     } else if ((s->features & MXP_FEAT_HEARTBEAT) &&

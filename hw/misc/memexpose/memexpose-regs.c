@@ -33,6 +33,23 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size)
         mx_data_read(s->tx_data, addr - MX_REG_DB_TX_DATA, size, &val);
         return val;
     }
+    if (addr >= MX_REG_DB_RX_TAKEN_DATA &&
+        addr + size <= MX_REG_DB_RX_TAKEN_DATA + MXP_MAX_DOORBELL_DATA) {
+        /* Only register accesses touch it, all under the BQL. */
+        mx_data_read(s->rx_taken.data, addr - MX_REG_DB_RX_TAKEN_DATA, size,
+                     &val);
+        return val;
+    }
+    /* The reads that act: they take @lock themselves. */
+    if (size == 4 && addr == MX_REG_DB_RX_TAKE) {
+        return memexpose_doorbell_take(s);
+    }
+    if (size == 4 && addr >= MX_REG_DB_TX_SEND(0) &&
+        addr < MX_REG_DB_TX_SEND(MXP_MAX_VECTORS)) {
+        s->tx_vector = (addr - MX_REG_DB_TX_SEND(0)) / 4;
+        memexpose_doorbell_send(s);
+        return s->tx_status;
+    }
     qemu_mutex_lock(&s->lock);
     if (addr >= MX_REG_DB_RX_DATA &&
         addr + size <= MX_REG_DB_RX_DATA + MXP_MAX_DOORBELL_DATA) {
@@ -94,6 +111,9 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size)
         break;
     case MX_REG_LINK_EPOCH:
         val = s->epoch;
+        break;
+    case MX_REG_CAPS:
+        val = MX_CAP_ALL;
         break;
     case MX_REG_DB_TX_VECTOR:
         val = s->tx_vector;

@@ -24,6 +24,7 @@
 #define MX_REG_WINDOW_SIZE_HI       0x24
 #define MX_REG_VECTORS              0x28
 #define MX_REG_LINK_EPOCH           0x2c
+#define MX_REG_CAPS                 0x30    /* MX_CAP_*: registers there are */
 #define MX_REG_DB_TX_VECTOR         0x40
 #define MX_REG_DB_TX_LEN            0x44
 #define MX_REG_DB_TX_STATUS         0x48
@@ -31,6 +32,7 @@
 #define MX_REG_DB_RX_COUNT          0x50
 #define MX_REG_DB_RX_HEAD           0x54
 #define MX_REG_DB_RX_POP            0x58
+#define MX_REG_DB_RX_TAKE           0x5c    /* read: DB_RX_HEAD, and pop it */
 #define MX_REG_DB_RX_PENDING_LO     0x60
 #define MX_REG_DB_RX_PENDING_HI     0x64
 #define MX_REG_BOOT_ENTRY_LO        0x80    /* boot master: BOOT entry */
@@ -45,6 +47,14 @@
 #define MX_REG_DB_TX_DATA           0x100
 #define MX_REG_DB_RX_DATA           0x200
 #define MX_REG_PEER_NAME            0x300   /* 64 bytes, NUL padded */
+#define MX_REG_DB_RX_TAKEN_DATA     0x400   /* payload of the last TAKE */
+/* A read sends a doorbell on vector n and returns DB_TX_STATUS. */
+#define MX_REG_DB_TX_SEND(n)        (0x500 + 4 * (n))
+
+/* MX_REG_CAPS bits */
+#define MX_CAP_DB_RX_TAKE           (1U << 0)   /* DB_RX_TAKE, TAKEN_DATA */
+#define MX_CAP_DB_TX_SEND           (1U << 1)   /* DB_TX_SEND(n) */
+#define MX_CAP_ALL                  (MX_CAP_DB_RX_TAKE | MX_CAP_DB_TX_SEND)
 
 /* MX_REG_LINK bits */
 #define MX_LINK_UP                  (1U << 0)

@@ -112,6 +112,7 @@ static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
     MemTxResult res;
 
     if (!mx_access_size_ok(s, acc)) {
+        qatomic_inc(&s->stats.refused);
         memexpose_reply_error(s, req, MXP_E_UNSUPPORTED, acc->addr);
         return;
     }
@@ -140,6 +141,7 @@ static void mx_serve_access(MemexposeState *s, const MxpMsg *req)
         memexpose_reply_error(s, req, MXP_E_RECURSION, acc->addr);
         return;
     }
+    /* Unassigned space inside an export is a decode error: ACCESS too. */
     if (res != MEMTX_OK) {
         qatomic_inc(&s->stats.refused);
         memexpose_reply_error(s, req, MXP_E_ACCESS, acc->addr);
@@ -195,17 +197,18 @@ void *memexpose_worker(void *opaque)
         }
         w = QSIMPLEQ_FIRST(&s->work);
         QSIMPLEQ_REMOVE_HEAD(&s->work, next);
-        if (w->msg.hdr.type == MXP_DOORBELL) {
-            /* From here the receive queue (rx_count) accounts for it. */
-            s->nr_doorbell_work--;
-        }
         s->worker_busy = true;
         qemu_mutex_unlock(&s->lock);
 
         counted = w->msg.hdr.type != MXP_DOORBELL;
         /* Requests of a link that has gone since are void. */
         if (w->epoch == qatomic_read(&s->epoch)) {
+            /* A doorbell leaves nr_doorbell_work as it is queued. */
             mx_handle_work(s, &w->msg);
+        } else if (!counted) {
+            qemu_mutex_lock(&s->lock);
+            s->nr_doorbell_work--;
+            qemu_mutex_unlock(&s->lock);
         }
         g_free(w);
 
@@ -237,12 +240,23 @@ void memexpose_queue_work(MemexposeState *s, const MxpMsg *msg)
     if (doorbell) {
         bool credit;
 
+        /*
+         * Checked on receipt, in the I/O thread, so that the ERROR goes
+         * out before the connection is closed.
+         */
+        if (msg->u.doorbell.vector >= s->vectors) {
+            memexpose_link_error(s, MXP_E_BAD_VECTOR, MXP_DOORBELL,
+                                 "doorbell for vector %u of %u",
+                                 msg->u.doorbell.vector, s->vectors);
+            return;
+        }
         qemu_mutex_lock(&s->lock);
         credit = s->rx_count + s->nr_doorbell_work < s->queue_depth;
         s->nr_doorbell_work += credit;
         qemu_mutex_unlock(&s->lock);
         if (!credit) {
-            memexpose_protocol_error(s, "doorbell without credit");
+            memexpose_link_error(s, MXP_E_BUSY, MXP_DOORBELL,
+                                 "doorbell without credit");
             return;
         }
     }

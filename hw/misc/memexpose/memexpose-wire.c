@@ -159,6 +159,9 @@ static int check_fields(const MxpMsg *m)
     case MXP_HELLO:
         return hello_ok(&m->u.hello) ? MXP_OK : MXP_ERR_RANGE;
     case MXP_BYE:
+        /* Only the code matters: a BYE ends the link whatever else it says. */
+        return m->u.error.code >= 1 && m->u.error.code <= MXP_E_MAX ?
+               MXP_OK : MXP_ERR_RANGE;
     case MXP_ERROR:
         return m->u.error.code >= 1 && m->u.error.code <= MXP_E_MAX &&
                m->u.error.request_type <= MXP_TYPE_MAX ? MXP_OK : MXP_ERR_RANGE;

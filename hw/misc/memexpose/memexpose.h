@@ -168,6 +168,7 @@ struct MemexposeState {
     QemuMutex send_lock;        /* one message at a time on the socket */
     QemuMutex hello_lock;       /* our HELLO goes out first, and once */
     bool connected;             /* socket open, handshake maybe pending */
+    int64_t connected_ms;       /* ... since then: the HELLO is due */
     bool up;                    /* handshake done */
     bool hello_sent;
     bool hello_received;        /* waiting for the peer's doorbell ring */
@@ -195,7 +196,7 @@ struct MemexposeState {
 
     QSIMPLEQ_HEAD(, MemexposeWork) work;
     unsigned nr_work;           /* queued requests other than doorbells */
-    unsigned nr_doorbell_work;  /* queued doorbells */
+    unsigned nr_doorbell_work;  /* doorbells received, not in rxq yet */
     bool worker_busy;           /* the worker is performing a request */
 
     /* Doorbells */
@@ -206,6 +207,7 @@ struct MemexposeState {
     bool tx_was_busy;
     uint8_t tx_data[MXP_MAX_DOORBELL_DATA];
     MemexposeDoorbell *rxq;     /* ring of queue_depth entries */
+    MemexposeDoorbell rx_taken; /* the entry DB_RX_TAKE last removed */
     uint32_t rx_head;
     uint32_t rx_count;
     uint32_t rx_stale;          /* queued on an earlier link: no credit */
@@ -258,6 +260,7 @@ struct MemexposeState {
     /* Why the peer forwards rather than shares (MxpForwardReason), BQL */
     uint8_t forward_reason;         /* last one given on this link */
     uint32_t forward_reasons_logged;
+    uint32_t map_errors_logged;     /* MxpErr codes that refused a MAP */
     /* Importer's mappings, under memexpose-import.c's mapping lock */
     QLIST_HEAD(, MemexposeMapping) mappings;
     uint32_t inval_gen;         /* INVALIDATEs received; I/O thread writes */
@@ -306,6 +309,8 @@ void memexpose_link_drop(MemexposeState *s, const char *reason,
                          bool disconnect);
 void memexpose_protocol_error(MemexposeState *s, const char *fmt, ...)
     G_GNUC_PRINTF(2, 3);
+void memexpose_link_error(MemexposeState *s, MxpErr code, MxpType type,
+                          const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 
 /* Serving the peer (memexpose-serve.c) */
 void *memexpose_worker(void *opaque);
@@ -319,6 +324,7 @@ void memexpose_doorbell_send(MemexposeState *s);
 void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg);
 void memexpose_doorbell_credit(MemexposeState *s, uint32_t credits);
 void memexpose_doorbell_pop(MemexposeState *s);
+uint32_t memexpose_doorbell_take(MemexposeState *s);
 uint64_t memexpose_doorbell_pending(MemexposeState *s);
 uint32_t memexpose_doorbell_credits(MemexposeState *s);
 bool memexpose_ring_offer(MemexposeState *s);
