@@ -479,10 +479,14 @@ out_unlock:
 }
 
 /*
- * Read the head of the receive queue without removing it.  Returns 0,
- * -EAGAIN if the queue is empty or -ENODEV.  Called with rx_lock held.
+ * Read the head of the receive queue: with @take through DB_RX_TAKE,
+ * which pops it in the same read and keeps its payload in
+ * DB_RX_TAKEN_DATA, else through DB_RX_HEAD and DB_RX_DATA, leaving it
+ * queued.  Returns 0, -EAGAIN if the queue is empty or -ENODEV.  Called
+ * with rx_lock held.
  */
-static int mx_rx_peek(struct memexpose_dev *mx, struct memexpose_doorbell *db)
+static int mx_rx_read(struct memexpose_dev *mx, struct memexpose_doorbell *db,
+		      bool take)
 {
 	u32 head, len;
 	int ret;
@@ -491,7 +495,7 @@ static int mx_rx_peek(struct memexpose_dev *mx, struct memexpose_doorbell *db)
 	ret = mx_hw_enter(mx);
 	if (ret)
 		return ret;
-	head = mx_rd(mx, MX_REG_DB_RX_HEAD);
+	head = mx_rd(mx, take ? MX_REG_DB_RX_TAKE : MX_REG_DB_RX_HEAD);
 	if (head == MX_RX_EMPTY) {
 		ret = -EAGAIN;
 		goto out;
@@ -504,35 +508,8 @@ static int mx_rx_peek(struct memexpose_dev *mx, struct memexpose_doorbell *db)
 	}
 	db->vector = MX_RX_HEAD_VECTOR(head);
 	db->size = len;
-	mx_payload_read(mx, MX_REG_DB_RX_DATA, db->data, len);
-out:
-	mx_hw_exit(mx);
-	return ret;
-}
-
-/*
- * Take the head of the receive queue in one read: DB_RX_TAKE pops it and
- * keeps its payload in DB_RX_TAKEN_DATA.  Returns 0, -EAGAIN if the queue
- * is empty or -ENODEV.  Called with rx_lock held.
- */
-static int mx_rx_take(struct memexpose_dev *mx, struct memexpose_doorbell *db)
-{
-	u32 head, len;
-	int ret;
-
-	memset(db, 0, sizeof(*db));
-	ret = mx_hw_enter(mx);
-	if (ret)
-		return ret;
-	head = mx_rd(mx, MX_REG_DB_RX_TAKE);
-	if (head == MX_RX_EMPTY) {
-		ret = -EAGAIN;
-		goto out;
-	}
-	len = min_t(u32, MX_RX_HEAD_LEN(head), MEMEXPOSE_DOORBELL_MAX);
-	db->vector = MX_RX_HEAD_VECTOR(head);
-	db->size = len;
-	mx_payload_read(mx, MX_REG_DB_RX_TAKEN_DATA, db->data, len);
+	mx_payload_read(mx, take ? MX_REG_DB_RX_TAKEN_DATA : MX_REG_DB_RX_DATA,
+			db->data, len);
 out:
 	mx_hw_exit(mx);
 	return ret;
@@ -577,15 +554,13 @@ static int mx_recv_doorbell(struct memexpose_dev *mx, bool nonblock,
 		if (mx->rx_stashed) {
 			db = mx->rx_stash;
 			ret = 0;
-		} else if (mx->caps & MX_CAP_DB_RX_TAKE) {
-			ret = mx_rx_take(mx, &db);
-			if (!ret) {
+		} else {
+			ret = mx_rx_read(mx, &db, mx->caps & MX_CAP_DB_RX_TAKE);
+			if (!ret && (mx->caps & MX_CAP_DB_RX_TAKE)) {
 				/* Popped already: kept until user space has it. */
 				mx->rx_stash = db;
 				mx->rx_stashed = true;
 			}
-		} else {
-			ret = mx_rx_peek(mx, &db);
 		}
 		if (!ret) {
 			/* User memory: not under hw_rwsem (see above). */

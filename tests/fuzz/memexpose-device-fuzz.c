@@ -57,26 +57,11 @@ static void mxf_fuzz_wait(void *opaque, int fd, int timeout_us)
     timer_del(wake);
 }
 
-static void mxf_fuzz_outl(void *opaque, uint16_t port, uint32_t value)
-{
-    qtest_outl(opaque, port, value);
-}
-
-static void mxf_fuzz_writel(void *opaque, uint64_t addr, uint32_t value)
-{
-    qtest_writel(opaque, addr, value);
-}
-
-static uint32_t mxf_fuzz_readl(void *opaque, uint64_t addr)
-{
-    return qtest_readl(opaque, addr);
-}
-
 static const MxfOps mxf_fuzz_ops = {
     .wait = mxf_fuzz_wait,
-    .outl = mxf_fuzz_outl,
-    .writel = mxf_fuzz_writel,
-    .readl = mxf_fuzz_readl,
+    .outl = mxf_qtest_outl,
+    .writel = mxf_qtest_writel,
+    .readl = mxf_qtest_readl,
 };
 
 static GString *memexpose_fuzz_cmdline(FuzzTarget *t)

@@ -43,6 +43,7 @@
 #include "qemu/atomic.h"
 #include "qemu/bswap.h"
 #include "standard-headers/linux/pci_regs.h"
+#include "tests/qtest/libqtest.h"
 #include "hw/misc/memexpose/memexpose-regs.h"
 #include "hw/misc/memexpose/memexpose-wire.h"
 #include "memexpose-fuzz-peer.h"
@@ -902,6 +903,22 @@ void mxf_peer_run(MxfPeer *p, const uint8_t *data, size_t size)
         mxf_receive(p);
     }
     mxf_sync(p);
+}
+
+/* MxfOps register accesses through a QTestState (the ops' opaque). */
+void mxf_qtest_outl(void *qts, uint16_t port, uint32_t value)
+{
+    qtest_outl(qts, port, value);
+}
+
+void mxf_qtest_writel(void *qts, uint64_t addr, uint32_t value)
+{
+    qtest_writel(qts, addr, value);
+}
+
+uint32_t mxf_qtest_readl(void *qts, uint64_t addr)
+{
+    return qtest_readl(qts, addr);
 }
 
 /* Map the registers and the window where MXF_REGS_ADDR etc. say. */

@@ -63,6 +63,11 @@ typedef struct MxfStats {
 
 typedef struct MxfPeer MxfPeer;
 
+/* MxfOps.outl, writel and readl for an opaque that is a QTestState. */
+void mxf_qtest_outl(void *qts, uint16_t port, uint32_t value);
+void mxf_qtest_writel(void *qts, uint64_t addr, uint32_t value);
+uint32_t mxf_qtest_readl(void *qts, uint64_t addr);
+
 MxfPeer *mxf_peer_new(const char *sock, const MxfOps *ops, void *opaque);
 /* Map the device's BARs; call once after QEMU started. */
 void mxf_peer_setup_pci(MxfPeer *p);

@@ -3019,26 +3019,11 @@ static void replay_wait(void *opaque, int fd, int timeout_us)
     poll(&pfd, fd >= 0, MAX(timeout_us / 1000, 1));
 }
 
-static void replay_outl(void *opaque, uint16_t port, uint32_t value)
-{
-    qtest_outl(opaque, port, value);
-}
-
-static void replay_writel(void *opaque, uint64_t addr, uint32_t value)
-{
-    qtest_writel(opaque, addr, value);
-}
-
-static uint32_t replay_readl(void *opaque, uint64_t addr)
-{
-    return qtest_readl(opaque, addr);
-}
-
 static const MxfOps replay_ops = {
     .wait = replay_wait,
-    .outl = replay_outl,
-    .writel = replay_writel,
-    .readl = replay_readl,
+    .outl = mxf_qtest_outl,
+    .writel = mxf_qtest_writel,
+    .readl = mxf_qtest_readl,
 };
 
 static gint compare_names(gconstpointer a, gconstpointer b)
