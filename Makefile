@@ -5,6 +5,9 @@
 #   make check     install deps, fetch QEMU 10.0.x and 10.2.x, overlay,
 #                  build both QEMUs and the guest driver, run every test
 #                  against each (two Linux guests included)
+#   make install-host  install libmemexpose and memexpose-host into
+#                  PREFIX (default /usr/local; DESTDIR= to stage)
+#   make install-python  the same plus the Python binding 'memexpose'
 #   make patches   export the git format-patch series, one per QEMU
 #                  release, into build/patches/SERIES
 #   make fuzz      run the codec fuzzer for FUZZ_TIME seconds
@@ -49,6 +52,7 @@ QTESTS := tests/qtest/ivshmem-test tests/qtest/memexpose-test \
 QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 
 .PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz fuzz-device clean \
+        install-host install-python \
         distclean demo demo-amp bench bench-boots bench-spread firmware \
         arm64-guest
 
@@ -91,6 +95,25 @@ driver: deps
 arm64-guest: deps
 	@sh scripts/arm64-guest.sh
 	@$(MAKE) -s -C linux-driver arm64 >/dev/null
+
+# libmemexpose (shared, static, header, pkg-config file) and
+# memexpose-host into PREFIX (default /usr/local); DESTDIR= stages them.
+# Built apart from build/mx, without its sanitizers, for installing.
+PREFIX ?= /usr/local
+install-host: deps
+	@[ -f $(BUILD)/mx-install/build.ninja ] || meson setup \
+	    --buildtype=release -Db_sanitize=none --prefix=$(PREFIX) \
+	    $(BUILD)/mx-install . >/dev/null
+	@ninja -C $(BUILD)/mx-install >/dev/null
+	@DESTDIR=$(DESTDIR) meson install -C $(BUILD)/mx-install --no-rebuild \
+	    --quiet
+
+# The Python binding (contrib/python/memexpose, ctypes over the library)
+# into python3's local site directory (PYTHON_DIR= to choose another).
+PYTHON_DIR ?= $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+install-python: install-host
+	@mkdir -p $(DESTDIR)$(PYTHON_DIR)/memexpose
+	@cp contrib/python/memexpose/__init__.py $(DESTDIR)$(PYTHON_DIR)/memexpose/
 
 check: qemu mx driver firmware arm64-guest
 	@sh scripts/run-tests.sh $(QEMU_VERSIONS)
@@ -147,6 +170,7 @@ fuzz-device: overlay
 
 clean:
 	rm -rf $(foreach v,$(QEMU_VERSIONS),$(BUILD)/qemu-$(v)) $(MX_BUILD) \
+	    $(BUILD)/mx-install \
 	    $(BUILD)/patches $(BUILD)/fuzz \
 	    $(BUILD)/guest $(BUILD)/arm64/driver
 	$(MAKE) -C linux-driver clean

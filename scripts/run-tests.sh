@@ -74,6 +74,8 @@ run_one() {
 echo "== unit: wire codec (plain C, the same for every QEMU)"
 run_tap wire-unit "$mx_build/tests/unit/test-wire" --tap
 run_one fuzz-corpus-replay "$mx_build/tests/fuzz/fuzz-wire-replay" "$top/tests/fuzz/corpus/wire"
+# The same corpus through libmemexpose's own receive path.
+run_one libmemexpose-corpus-replay "$mx_build/contrib/libmemexpose/libmemexpose-replay" "$top/tests/fuzz/corpus/wire"
 
 echo "== linux driver (built against the guest kernel, not QEMU)"
 # Warnings are failures: W=1 and sparse must stay quiet.
@@ -130,6 +132,20 @@ for v in $versions; do
             "$qemu_build/tests/qtest/device-introspect-test" --tap
         run_tap "qtest-$t-qom" "$qemu_build/tests/qtest/qom-test" --tap
     done
+
+    echo "== QEMU $v: host side: libmemexpose and memexpose-host against QEMU"
+    MEMEXPOSE_DMA_ENGINE="$mx_build/contrib/examples/dma-engine" \
+    run_tap host-libmemexpose "$mx_build/contrib/test-host" \
+        "$qemu_build/qemu-system-x86_64" \
+        "$mx_build/contrib/memexpose-host/memexpose-host" \
+        "$qemu_build/qemu-system-aarch64" \
+        "$top/build/firmware/memexpose-fw-aarch64.bin"
+    # The Python binding; the library carries build/mx's sanitizers.
+    run_tap host-python env PYTHONPATH="$top/contrib/python" \
+        LIBMEMEXPOSE="$mx_build/contrib/libmemexpose/libmemexpose.so" \
+        LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" \
+        ASAN_OPTIONS=detect_leaks=0 \
+        python3 "$top/tests/host/test_python.py" "$qemu_build/qemu-system-x86_64"
 
     echo "== QEMU $v: guests: two Linux VMs linked by memexpose-pci"
     run_tap guest-scenarios sh "$top/tests/guest/run.sh" \
