@@ -15,12 +15,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 # BMC boards' boot ROMs that QEMU 10.2's source leaves out are built from
 # its roms/vbootrom with the arm and aarch64 cross compilers
 # (scripts/build-qemu.sh).
+# libvirtd (session mode, no system service) starts the libvirt test's
+# domains (tests/libvirt).
 base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
     libglib2.0-dev libpixman-1-dev libfdt-dev zlib1g-dev dpkg-dev xz-utils
     seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git
     linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse
     gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler
-    libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross"
+    libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross
+    libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 # QEMU 10.x needs a newer meson and pycotap than bookworm itself has.
 backports_pkgs="meson python3-pycotap"
 

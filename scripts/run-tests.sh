@@ -18,6 +18,7 @@ mkdir -p "$logdir"
 
 passed=0
 failed=0
+skipped=0
 failures=
 tally=
 
@@ -37,20 +38,26 @@ run_tap() {
     log=$logdir/$name.log
     timeout "${MEMEXPOSE_TEST_TIMEOUT:-1200}" "$@" > "$log" 2>&1
     rc=$?
-    ok=$(grep -cE '^ok ' "$log")
+    # A skipped case ("ok N - ... # SKIP why") is neither passed nor failed.
+    skip=$(grep -cE '^ok .*# SKIP' "$log")
+    ok=$(($(grep -cE '^ok ' "$log") - skip))
     bad=$(grep -cE '^not ok ' "$log")
     passed=$((passed + ok))
     failed=$((failed + bad))
+    skipped=$((skipped + skip))
     [ "$bad" -gt 0 ] && failures="$failures $name"
     if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
         # Crashed, timed out or failed outside any test case.
         record "$name" 1
     fi
-    if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && [ "$rc" -eq 0 ]; then
+    if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && [ "$skip" -eq 0 ] &&
+       [ "$rc" -eq 0 ]; then
         echo "$name: ran no test case" >&2
         record "$name" 1
     fi
-    printf '%-28s %s passed, %s failed (exit %s)\n' "$name" "$ok" "$bad" "$rc"
+    printf '%-28s %s passed, %s failed%s (exit %s)\n' "$name" "$ok" "$bad" \
+        "$([ "$skip" -gt 0 ] && echo ", $skip skipped")" "$rc"
+    [ "$skip" -gt 0 ] && grep -E '^ok .*# SKIP' "$log" | head -n 3 | sed 's/^/    | /'
     [ "$rc" -ne 0 ] || [ "$bad" -ne 0 ] && tail -n 30 "$log" | sed 's/^/    | /'
     return 0
 }
@@ -150,6 +157,11 @@ for v in $versions; do
     echo "== QEMU $v: guests: two Linux VMs linked by memexpose-pci"
     run_tap guest-scenarios sh "$top/tests/guest/run.sh" \
         --workdir "$guest_work/scenarios"
+    echo "== QEMU $v: libvirt: two linked domains started by a real libvirtd"
+    # The initramfs is the one guest-scenarios just built.
+    run_tap libvirt python3 "$top/tests/libvirt/run-libvirt.py" \
+        --initrd "$top/build/guest/initramfs.cpio.gz" \
+        --workdir "$guest_work/libvirt"
     echo "== QEMU $v: guests: an x86_64 Linux master boots an aarch64 slave"
     run_tap guest-amp sh "$top/tests/guest/run.sh" --amp --tap \
         --workdir "$guest_work/amp"
@@ -167,6 +179,6 @@ for v in $versions; do
 done
 
 echo "check:$tally"
-echo "check: $passed passed, $failed failed"
+echo "check: $passed passed, $failed failed$([ "$skipped" -gt 0 ] && echo ", $skipped skipped")"
 [ -z "$failures" ] || echo "failed:$failures"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
