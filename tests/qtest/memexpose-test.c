@@ -2683,6 +2683,60 @@ static void test_hostile_doorbell_credit(void)
 }
 
 /*
+ * Doorbells followed at once by BYE, in one write: each was delivered
+ * when it was sent, so each reaches the queue although the link is gone
+ * before the device's worker queues it.  The next link is granted only
+ * the slots they leave free.
+ */
+static void test_hostile_doorbell_then_bye(void)
+{
+    g_autofree char *log = case_log("db-bye");
+    g_autofree char *sock = sock_path("hostile");
+    MxpMsg hello = tool_hello(0), bye = {
+        .hdr = { .type = MXP_BYE },
+        .u.error = { .code = MXP_E_SHUTDOWN },
+    };
+    uint8_t buf[9 * MXP_MAX_MESSAGE];
+    char payload[16];
+    MxpHello theirs;
+    size_t len = 0;
+    unsigned i;
+    Side a;
+    int fd;
+
+    fd = hostile_link(&a, log, "queue-depth=8", &hello, &theirs);
+    g_assert_cmpuint(theirs.queue_depth, ==, 8);
+    wait_link(&a, NULL, true);
+    for (i = 0; i < 8; i++) {
+        MxpMsg db = { .hdr = { .type = MXP_DOORBELL } };
+
+        snprintf(payload, sizeof(payload), "before-bye-%u", i);
+        db.u.doorbell = (MxpDoorbell) {
+            .vector = i % 2, .size = strlen(payload),
+            .data = (const uint8_t *)payload,
+        };
+        len += peer_encode(&db, buf + len);
+    }
+    len += peer_encode(&bye, buf + len);
+    peer_send_raw(fd, buf, len, -1);
+    expect_silent_close(fd);
+    assert_dropped(&a, log, "link down: shutting down");
+    wait_rx(&a, 8);
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 8);
+
+    /* A new link: no slot is free until the guest pops. */
+    fd = peer_connect_hello(sock, &hello, &theirs);
+    g_assert_cmpuint(theirs.queue_depth, ==, 0);
+    for (i = 0; i < 8; i++) {
+        snprintf(payload, sizeof(payload), "before-bye-%u", i);
+        expect_doorbell(&a, i % 2, payload);
+    }
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+    close(fd);
+    side_stop(&a);
+}
+
+/*
  * CREDIT returns what a DOORBELL spent; one more than QEMU ever sent
  * would raise its credits above the peer's queue_depth.
  */
@@ -3167,6 +3221,8 @@ int main(int argc, char **argv)
                    test_hostile_doorbell_vector);
     qtest_add_func("/memexpose/hostile/doorbell-credit",
                    test_hostile_doorbell_credit);
+    qtest_add_func("/memexpose/hostile/doorbell-then-bye",
+                   test_hostile_doorbell_then_bye);
     qtest_add_func("/memexpose/hostile/credit-unowed",
                    test_hostile_credit_unowed);
     qtest_add_func("/memexpose/hostile/ring-event-beyond",

@@ -178,8 +178,12 @@ void memexpose_doorbell_send(MemexposeState *s)
     qatomic_inc(&s->stats.db_sent);
 }
 
-/* Worker: queue a doorbell from the peer. */
-void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg)
+/*
+ * Worker: queue a doorbell from the peer.  @stale: its link has gone
+ * since, so popping it returns no credit.
+ */
+void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg,
+                                bool stale)
 {
     const MxpDoorbell *db = &msg->u.doorbell;
     MemexposeDoorbell *slot;
@@ -199,8 +203,11 @@ void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg)
     if (s->rx_count >= s->queue_depth) {
         qemu_mutex_unlock(&s->lock);
         bql_unlock();
-        memexpose_link_error(s, MXP_E_BUSY, MXP_DOORBELL,
-                             "doorbell without credit");
+        /* Its slot was reserved: only a broken count gets here. */
+        if (!stale) {
+            memexpose_link_error(s, MXP_E_BUSY, MXP_DOORBELL,
+                                 "doorbell without credit");
+        }
         return;
     }
     slot = &s->rxq[(s->rx_head + s->rx_count) % s->queue_depth];
@@ -208,6 +215,7 @@ void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg)
     slot->size = db->size;
     memcpy(slot->data, db->data, db->size);
     s->rx_count++;
+    s->rx_stale += stale;
     s->stats.db_received++;
     qemu_mutex_unlock(&s->lock);
 

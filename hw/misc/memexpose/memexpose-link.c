@@ -358,8 +358,12 @@ static void mx_send_hello(MemexposeState *s)
         qemu_mutex_unlock(&s->hello_lock);
         return;
     }
-    /* Slots still holding doorbells of a previous link are not free. */
-    msg.u.hello.queue_depth = s->queue_depth - s->rx_count;
+    /*
+     * Slots holding doorbells of a previous link are not free, nor are
+     * those its doorbells still on their way to the queue will take.
+     */
+    msg.u.hello.queue_depth = s->queue_depth - s->rx_count -
+                              s->nr_doorbell_work;
     s->hello_depth = msg.u.hello.queue_depth;
     s->rx_stale = s->rx_count;
     s->hello_sent = true;

@@ -161,7 +161,7 @@ static void mx_handle_work(MemexposeState *s, const MxpMsg *msg)
         memexpose_serve_map(s, msg);
         break;
     case MXP_DOORBELL:
-        memexpose_doorbell_receive(s, msg);
+        memexpose_doorbell_receive(s, msg, false);
         break;
     case MXP_BOOT:
     case MXP_RESET:
@@ -201,15 +201,18 @@ void *memexpose_worker(void *opaque)
         qemu_mutex_unlock(&s->lock);
 
         counted = w->msg.hdr.type != MXP_DOORBELL;
-        /* Requests of a link that has gone since are void. */
         if (w->epoch == qatomic_read(&s->epoch)) {
             /* A doorbell leaves nr_doorbell_work as it is queued. */
             mx_handle_work(s, &w->msg);
         } else if (!counted) {
-            qemu_mutex_lock(&s->lock);
-            s->nr_doorbell_work--;
-            qemu_mutex_unlock(&s->lock);
+            /*
+             * A doorbell was delivered when the peer sent it; the queue
+             * outlives the link.  Its slot was kept out of the next
+             * link's HELLO, so no credit of that link pays for it.
+             */
+            memexpose_doorbell_receive(s, &w->msg, true);
         }
+        /* The other requests of a link that has gone since are void. */
         g_free(w);
 
         qemu_mutex_lock(&s->lock);

@@ -321,7 +321,8 @@ void memexpose_note_recursion(void);
 
 /* Doorbells (memexpose-doorbell.c) */
 void memexpose_doorbell_send(MemexposeState *s);
-void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg);
+void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg,
+                                bool stale);
 void memexpose_doorbell_credit(MemexposeState *s, uint32_t credits);
 void memexpose_doorbell_pop(MemexposeState *s);
 uint32_t memexpose_doorbell_take(MemexposeState *s);
