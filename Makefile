@@ -16,6 +16,8 @@
 #   make firmware  build the aarch64 test firmware into build/firmware
 #   make arm64-guest  Debian's arm64 kernel, headers and busybox unpacked
 #                  into build/arm64/root, the driver cross-built for it
+#   make dkms      register the guest driver with DKMS, build and install
+#                  it for the running kernel (KERNELVER=<ver>: another)
 #   make demo      two Linux guests share memory and ring doorbells
 #   make demo-amp  an x86_64 Linux master boots an aarch64 slave
 #   make bench     memexpose against ivshmem, side by side
@@ -54,7 +56,7 @@ QEMU_TOOLS := contrib/ivshmem-server/ivshmem-server qemu-img
 .PHONY: all deps qemu-src overlay qemu qemu-one mx driver check patches fuzz fuzz-device clean \
         install-host install-python \
         distclean demo demo-amp bench bench-boots bench-spread firmware \
-        arm64-guest
+        arm64-guest dkms
 
 all: qemu mx driver
 
@@ -95,6 +97,10 @@ driver: deps
 arm64-guest: deps
 	@sh scripts/arm64-guest.sh
 	@$(MAKE) -s -C linux-driver arm64 >/dev/null
+
+# DKMS, the way users install the driver (linux-driver/README.md).
+dkms: deps
+	@$(MAKE) -s -C linux-driver dkms
 
 # libmemexpose (shared, static, header, pkg-config file) and
 # memexpose-host into PREFIX (default /usr/local); DESTDIR= stages them.

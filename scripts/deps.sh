@@ -14,7 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # its kernel, headers and busybox come from scripts/arm64-guest.sh.  The
 # BMC boards' boot ROMs that QEMU 10.2's source leaves out are built from
 # its roms/vbootrom with the arm and aarch64 cross compilers
-# (scripts/build-qemu.sh).
+# (scripts/build-qemu.sh).  dkms builds the driver the way its users
+# install it (linux-driver/dkms.conf), tested against the guest's headers.
 # libvirtd (session mode, no system service) starts the libvirt test's
 # domains (tests/libvirt).
 base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-venv
@@ -22,7 +23,7 @@ base_pkgs="build-essential pkg-config ninja-build flex bison python3 python3-ven
     seabios qemu-system-data ipxe-qemu clang libclang-rt-14-dev git
     linux-image-amd64 linux-headers-amd64 busybox-static cpio kmod sparse
     gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu device-tree-compiler
-    libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross
+    libc6-dev-arm64-cross gcc-arm-linux-gnueabi libc6-dev-armel-cross dkms
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 # QEMU 10.x needs a newer meson and pycotap than bookworm itself has.
 backports_pkgs="meson python3-pycotap"

@@ -90,6 +90,9 @@ run_one driver-w1-clean sh -c "make -s -C '$top/linux-driver' w1 2>&1 |
     tee /dev/stderr | grep -q 'warning:' && exit 1; make -s -C '$top/linux-driver' tools"
 run_one driver-sparse-clean sh -c "make -s -C '$top/linux-driver' sparse 2>&1 |
     tee /dev/stderr | grep -q -E 'warning:|error:' && exit 1; exit 0"
+# Users install the driver with DKMS: a real dkms build (private tree)
+# against the guest kernel's headers; no dkms is a failure, not a skip.
+run_one driver-dkms-build make -s -C "$top/linux-driver" dkms-check
 
 for v in $versions; do
     qemu_tree=$top/build/qemu-src-$v

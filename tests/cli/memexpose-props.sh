@@ -32,6 +32,27 @@ done
 echo "$help_arm" | grep -q "^  window-size=.*(default: 16777216)"
 ok $? "sysbus: the window defaults to 16 MiB"
 
+# Every property says what it is for; the counters say they are read-only.
+for prop in chardev export name window-size vectors queue-depth timeout \
+            heartbeat zero-copy doorbell-ring trust-peer boot-target; do
+    line=$(echo "$help" | grep "^  $prop=")
+    echo "$line" | grep -q "^  $prop=<[^>]*> *- [a-z].\{15,\}"
+    ok $? "property $prop has a description"
+    echo "$line" | grep -q "(read-only)"
+    [ $? -ne 0 ]; ok $? "property $prop is not marked read-only"
+    echo "$help_arm" | grep "^  $prop=" | grep -q "^  $prop=<[^>]*> *- [a-z]"
+    ok $? "sysbus: $prop has a description"
+done
+for prop in link-up peer-name forward-reason forwarded-reads \
+            forwarded-writes served-reads served-writes refused-accesses \
+            mapped-bytes mappings-made doorbells-sent doorbells-received \
+            doorbells-dropped timeouts link-ups invalidations; do
+    echo "$help" | grep -q "^  $prop=<[^>]*> *- [a-z].* (read-only)\$"
+    ok $? "counter $prop is described as read-only"
+    echo "$help_arm" | grep -q "^  $prop=<[^>]*> *- [a-z].* (read-only)\$"
+    ok $? "sysbus: counter $prop is described as read-only"
+done
+
 # refuse VALUE EXPECTED-MESSAGE
 refuse() {
     out=$(timeout 20 "$qemu" -display none -S \
@@ -58,6 +79,46 @@ rc=$?
 ok $? "refuses a missing chardev"
 
 refuse boot-target=on "boot-target=on is supported only on Arm machines"
+
+# The id is the default name, which HELLO limits to 63 characters.
+long_id=mx-0123456789-0123456789-0123456789-0123456789-0123456789-012345
+refuse "id=$long_id" "the device id '$long_id' cannot be the link's name"
+refuse "id=$long_id" "at most 63 characters; give the device a name="
+refuse "id=mx0,name=$long_id" "name must be printable ASCII of at most 63"
+out=$(echo quit | timeout 20 "$qemu" -display none -S -monitor stdio \
+      -chardev "socket,id=mx,path=$dir/s,server=on,wait=off" \
+      -device "memexpose-pci,chardev=mx,id=$long_id,name=short" 2>&1)
+ok $? "accepts a long id with a short name="
+
+# info memexpose and query-memexpose of a device without a peer.
+out=$(printf 'info memexpose\nquit\n' |
+      timeout 20 "$qemu" -display none -S -monitor stdio \
+      -chardev "socket,id=mx,path=$dir/s,server=on,wait=off" \
+      -device "memexpose-pci,chardev=mx,id=mx0,name=vm-a,export=0+1M:ro" \
+      2>&1)
+echo "$out" | grep -q '^mx0: memexpose-pci at /machine/peripheral/mx0, name "vm-a"'
+ok $? "info memexpose names the device"
+echo "$out" | grep -q '^  link: down, epoch 0'
+ok $? "info memexpose: the link is down"
+echo "$out" | grep -q '^  window: 0x40000000 bytes at peer address 0x0'
+ok $? "info memexpose: the window"
+echo "$out" | grep -q '^  exports: 0x0+0x100000:ro'
+ok $? "info memexpose: the export policy"
+echo "$out" | grep -q '^  doorbells-sent: 0  doorbells-received: 0  doorbells-dropped: 0'
+ok $? "info memexpose: the counters"
+out=$(printf '%s\n' '{"execute": "qmp_capabilities"}' \
+                     '{"execute": "query-memexpose"}' '{"execute": "quit"}' |
+      timeout 20 "$qemu" -display none -S -qmp stdio -monitor none \
+      -chardev "socket,id=mx,path=$dir/s,server=on,wait=off" \
+      -device "memexpose-pci,chardev=mx,id=mx0,name=vm-a" 2>&1)
+echo "$out" | grep '"return": \[' |
+    grep '"qom-path": "/machine/peripheral/mx0"' | grep '"link": "down"' |
+    grep -q '"counters": {'
+ok $? "query-memexpose reports the device"
+out=$(printf 'info memexpose\nquit\n' |
+      timeout 20 "$qemu" -display none -S -monitor stdio 2>&1)
+echo "$out" | grep -q '^No memexpose devices'
+ok $? "info memexpose without a device"
 
 # refuse_chardev CHARDEV-OPTIONS EXPECTED-MESSAGE: only a unix socket
 # can carry the link's descriptors; anything else is refused by name.
@@ -96,6 +157,14 @@ out=$(timeout 20 "$qemu" -M pc -display none -S \
       -device memexpose-sysbus,chardev=mx 2>&1 </dev/null)
 [ $? -ne 0 ] && echo "$out" | grep -q "memexpose-sysbus"
 ok $? "sysbus: refused by a machine without a platform bus"
+
+# An Arm machine other than virt names itself and the device.
+out=$(timeout 20 "$qemu_arm" -M none -display none -S \
+      -chardev "socket,id=mx,path=$dir/s,server=on,wait=off" \
+      -device memexpose-sysbus,chardev=mx 2>&1 </dev/null)
+[ $? -eq 1 ] &&
+    echo "$out" | grep -q "Machine type 'none' does not support the sysbus device 'memexpose-sysbus'"
+ok $? "sysbus: a machine other than virt says why it refuses"
 
 # The device tree node: both regions and one level-high SPI.
 arm_start ",dumpdtb=$dir/virt.dtb" ",window-size=8M" >/dev/null

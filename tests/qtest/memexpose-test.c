@@ -16,6 +16,8 @@
 #include "hw/misc/memexpose/memexpose-wire.h"
 #include "fuzz/memexpose-fuzz-peer.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qstring.h"
 #include "qemu/atomic.h"
 #include "qemu/bswap.h"
 #include "qemu/cutils.h"
@@ -888,11 +890,175 @@ static void test_migration_blocked(void)
     side_stop(&a);
 }
 
+/* query-memexpose: the one entry of @qts, checked to be a memexpose-pci. */
+static QDict *query_memexpose(QTestState *qts, QDict **rsp)
+{
+    QList *list;
+    QDict *info;
+
+    *rsp = qtest_qmp(qts, "{'execute': 'query-memexpose'}");
+    g_assert(qdict_haskey(*rsp, "return"));
+    list = qdict_get_qlist(*rsp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    info = qobject_to(QDict, qlist_peek(list));
+    g_assert(info);
+    g_assert_cmpstr(qdict_get_str(info, "type"), ==, "memexpose-pci");
+    g_assert_cmpstr(qdict_get_str(info, "qom-path"), ==,
+                    "/machine/peripheral/mx");
+    g_assert_cmpstr(qdict_get_str(info, "id"), ==, "mx");
+    return info;
+}
+
+/* Entry @i of the range list @key of @info: addr, size, perm. */
+static void check_range(QDict *info, const char *key, unsigned i,
+                        uint64_t addr, uint64_t size, const char *perm)
+{
+    QList *list = qdict_get_qlist(info, key);
+    const QListEntry *e;
+    QDict *r;
+
+    g_assert(list);
+    for (e = qlist_first(list); e && i; e = qlist_next(e)) {
+        i--;
+    }
+    g_assert(e);
+    r = qobject_to(QDict, qlist_entry_obj(e));
+    g_assert_cmphex(qdict_get_int(r, "addr"), ==, addr);
+    g_assert_cmphex(qdict_get_int(r, "size"), ==, size);
+    g_assert_cmpstr(qdict_get_str(r, "perm"), ==, perm);
+}
+
+static bool has_feature(QDict *info, const char *name)
+{
+    const QListEntry *e;
+
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(info, "features"), e) {
+        QString *f = qobject_to(QString, qlist_entry_obj(e));
+
+        if (g_str_equal(qstring_get_str(f), name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* An HMP command's output, with the monitor's "\r\n" as "\n". */
+static char *hmp_output(QTestState *qts, const char *cmd)
+{
+    g_autofree char *out = qtest_hmp(qts, "%s", cmd);
+    g_auto(GStrv) lines = g_strsplit(out, "\r\n", -1);
+
+    return g_strjoinv("\n", lines);
+}
+
+/*
+ * query-memexpose and info memexpose show the link, the peer, the window,
+ * the zero-copy mappings, the policy and the counters, before and after
+ * the link comes up, and agree with the registers and QOM properties.
+ */
+static void test_monitor(void)
+{
+    g_autofree char *sock = sock_path("monitor");
+    g_autofree char *hmp = NULL;
+    QDict *rsp, *info, *c;
+    const QListEntry *e;
+    uint64_t mapped = 0, last = 0;
+    Side a, b;
+
+    side_start(&a, sock, true, "memfd",
+               "side-a", "export=0+64M:rw;0x4000000+4K:ro,trust-peer=on");
+    info = query_memexpose(a.qts, &rsp);
+    g_assert_cmpstr(qdict_get_str(info, "name"), ==, "side-a");
+    g_assert_cmpstr(qdict_get_str(info, "link"), ==, "down");
+    g_assert_cmpint(qdict_get_int(info, "epoch"), ==, 0);
+    g_assert(!qdict_haskey(info, "peer-name"));
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(info, "features")), ==, 0);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(info, "mappings")), ==, 0);
+    g_assert_cmphex(qdict_get_int(info, "window-size"), ==, WINDOW_SIZE);
+    g_assert_cmphex(qdict_get_int(info, "window-base"), ==, 0);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(info, "exports")), ==, 2);
+    check_range(info, "exports", 0, 0, 64 * 1024 * 1024, "rw");
+    check_range(info, "exports", 1, 0x4000000, 4096, "ro");
+    c = qdict_get_qdict(info, "counters");
+    g_assert_cmpint(qdict_get_int(c, "link-ups"), ==, 0);
+    g_assert_cmpint(qdict_get_int(c, "mapped-bytes"), ==, 0);
+    qobject_unref(rsp);
+
+    hmp = hmp_output(a.qts, "info memexpose");
+    g_assert(strstr(hmp, "mx: memexpose-pci at /machine/peripheral/mx,"
+                    " name \"side-a\"\n"));
+    g_assert(strstr(hmp, "  link: down, epoch 0\n"));
+    g_assert(strstr(hmp, "  features: none\n"));
+    g_assert(strstr(hmp, "  mapped: none\n"));
+    g_assert(strstr(hmp, "  exports: 0x0+0x4000000:rw 0x4000000+0x1000:ro\n"));
+    g_assert(strstr(hmp, "  timeouts: 0  link-ups: 0\n"));
+    g_clear_pointer(&hmp, g_free);
+
+    side_start(&b, sock, false, "memfd", "side-b", "trust-peer=on");
+    wait_link(&a, &b, true);
+    /* Outside A's exports: refused by A, counted on both sides. */
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, 0x6000000);
+    g_assert_cmphex(qpci_io_readl(b.dev, b.window, 0), ==, 0xffffffff);
+
+    info = query_memexpose(b.qts, &rsp);
+    g_assert_cmpstr(qdict_get_str(info, "link"), ==, "up");
+    g_assert_cmpint(qdict_get_int(info, "epoch"), ==, 1);
+    g_assert_cmpstr(qdict_get_str(info, "peer-name"), ==, "side-a");
+    g_assert(has_feature(info, "map"));
+    g_assert(has_feature(info, "bulk"));
+    g_assert(has_feature(info, "heartbeat"));
+    g_assert(has_feature(info, "doorbell-ring"));
+    g_assert_cmphex(qdict_get_int(info, "window-base"), ==, 0x6000000);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(info, "exports")), ==, 0);
+    c = qdict_get_qdict(info, "counters");
+    g_assert_cmpint(qdict_get_int(c, "link-ups"), ==, 1);
+    g_assert_cmpint(qdict_get_int(c, "refused-accesses"), >=, 1);
+    g_assert_cmpint(qdict_get_int(c, "refused-accesses"), ==,
+                    mx_stat(&b, "refused-accesses"));
+    qobject_unref(rsp);
+
+    /* At base 0 the window maps A's read-write RAM. */
+    reg_write(&b, MX_REG_WINDOW_BASE_LO, 0);
+    wait_mapped(&b, 32 * 1024 * 1024);
+    info = query_memexpose(b.qts, &rsp);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(info, "mappings")), >=, 1);
+    QLIST_FOREACH_ENTRY(qdict_get_qlist(info, "mappings"), e) {
+        QDict *r = qobject_to(QDict, qlist_entry_obj(e));
+
+        g_assert_cmphex(qdict_get_int(r, "addr"), >=, last);
+        last = qdict_get_int(r, "addr") + qdict_get_int(r, "size");
+        g_assert_cmphex(last, <=, 64 * 1024 * 1024);
+        g_assert_cmpstr(qdict_get_str(r, "perm"), ==, "rw");
+        mapped += qdict_get_int(r, "size");
+    }
+    c = qdict_get_qdict(info, "counters");
+    g_assert_cmpint(qdict_get_int(c, "mapped-bytes"), ==, mapped);
+    qobject_unref(rsp);
+
+    hmp = hmp_output(b.qts, "info memexpose");
+    g_assert(strstr(hmp, "  link: up, epoch 1, peer \"side-a\"\n"));
+    g_assert(strstr(hmp, "  features: map bulk boot heartbeat"
+                    " doorbell-ring\n"));
+    g_assert(strstr(hmp, "  window: 0x4000000 bytes at peer address 0x0\n"));
+    g_assert(strstr(hmp, "  mapped: 0x"));
+    g_assert(strstr(hmp, "  exports: none\n"));
+    g_clear_pointer(&hmp, g_free);
+
+    /* The mappings show in the memory tree too. */
+    hmp = hmp_output(b.qts, "info mtree -f");
+    g_assert(strstr(hmp, "memexpose-peer@0x"));
+    g_clear_pointer(&hmp, g_free);
+
+    side_stop(&b);
+    side_stop(&a);
+}
+
 /* Hot-plug next to a live peer, then unplug: the survivor keeps going. */
 static void test_hotplug(void)
 {
     g_autofree char *sock = sock_path("hotplug");
     QTestState *qts;
+    QDict *rsp;
     Side b;
 
     qts = qtest_initf("-machine pc -chardev socket,id=mxh,path=%s,"
@@ -902,8 +1068,15 @@ static void test_hotplug(void)
                          "{'addr': '0x06', 'chardev': 'mxh',"
                          " 'window-size': 1048576}");
     wait_link(&b, NULL, true);
+    rsp = qtest_qmp(qts, "{'execute': 'query-memexpose'}");
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(rsp, "return")), ==, 1);
+    qobject_unref(rsp);
     qpci_unplug_acpi_device_test(qts, "mxh", 0x06);
     wait_link(&b, NULL, false);
+    /* The unplugged device is off the monitor's list. */
+    rsp = qtest_qmp(qts, "{'execute': 'query-memexpose'}");
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(rsp, "return")), ==, 0);
+    qobject_unref(rsp);
     g_assert_cmphex(reg_read(&b, MX_REG_ID), ==, MXP_MAGIC);
     qtest_quit(qts);
     side_stop(&b);
@@ -3163,6 +3336,7 @@ int main(int argc, char **argv)
     qtest_add_func("/memexpose/unsealed-fd", test_unsealed_fd);
     qtest_add_func("/memexpose/migration-blocked", test_migration_blocked);
     qtest_add_func("/memexpose/hotplug", test_hotplug);
+    qtest_add_func("/memexpose/monitor", test_monitor);
     qtest_add_func("/memexpose/concurrent", test_concurrent);
     qtest_add_func("/memexpose/invalidate-storm", test_invalidate_storm);
     qtest_add_func("/memexpose/invalidate-storm-loaded",

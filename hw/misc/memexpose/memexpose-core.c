@@ -128,6 +128,22 @@ static void mx_shutdown_notify(Notifier *notifier, void *data)
 
 static unsigned mx_instances;
 
+/* The name goes into HELLO: printable ASCII, NUL-terminated there. */
+static bool mx_name_valid(const char *name)
+{
+    const char *c;
+
+    if (strlen(name) >= MXP_NAME_SIZE) {
+        return false;
+    }
+    for (c = name; *c; c++) {
+        if (*c < 0x20 || *c > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /*
  * The link passes descriptors (zero-copy RAM, doorbell rings), which
  * only a unix socket can carry: refuse anything else by name.
@@ -187,18 +203,20 @@ void memexpose_realize(MemexposeState *s, Error **errp)
         return;
     }
     if (!s->name) {
-        s->name = g_strdup(s->dev->id ? s->dev->id : "memexpose");
-    }
-    if (strlen(s->name) >= MXP_NAME_SIZE) {
-        error_setg(errp, "memexpose: name must be shorter than %d bytes",
-                   MXP_NAME_SIZE);
-        return;
-    }
-    for (const char *c = s->name; *c; c++) {
-        if (*c < 0x20 || *c > 0x7e) {
-            error_setg(errp, "memexpose: name must be printable ASCII");
+        /* Say so when the name at fault is the device id. */
+        if (s->dev->id && !mx_name_valid(s->dev->id)) {
+            error_setg(errp, "memexpose: the device id '%s' cannot be the"
+                       " link's name, which must be printable ASCII of at"
+                       " most %d characters; give the device a name=",
+                       s->dev->id, MXP_NAME_SIZE - 1);
             return;
         }
+        s->name = g_strdup(s->dev->id ? s->dev->id : "memexpose");
+    }
+    if (!mx_name_valid(s->name)) {
+        error_setg(errp, "memexpose: name must be printable ASCII of at most"
+                   " %d characters", MXP_NAME_SIZE - 1);
+        return;
     }
     if (!memexpose_parse_exports(s, errp)) {
         return;
@@ -244,6 +262,7 @@ void memexpose_realize(MemexposeState *s, Error **errp)
     memexpose_link_start(s);
     s->shutdown.notify = mx_shutdown_notify;
     qemu_register_shutdown_notifier(&s->shutdown);
+    memexpose_monitor_add(s);
 }
 
 void memexpose_unrealize(MemexposeState *s)
@@ -257,6 +276,7 @@ void memexpose_unrealize(MemexposeState *s)
         migrate_del_blocker(&s->migration_blocker);
         return;
     }
+    memexpose_monitor_del(s);
     notifier_remove(&s->shutdown);
     memory_listener_unregister(&s->listener);
     mx_detach(s, "device removed");
@@ -353,6 +373,29 @@ static const Property memexpose_properties[] = {
     DEFINE_PROP_BOOL("boot-target", MemexposeState, boot_target, false),
 };
 
+/* For "-device memexpose-pci,help"; the user guide has the details. */
+static const struct {
+    const char *name;
+    const char *desc;
+} memexpose_property_descs[] = {
+    { "chardev", "the link's unix socket (-chardev socket,path=...)" },
+    { "export", "ranges the peer may reach: ADDR+SIZE[:ro|:rw][;...]"
+      " (default: none)" },
+    { "name", "name given to the peer, printable ASCII, at most 63"
+      " characters (default: the device id)" },
+    { "window-size", "size of the window onto the peer's memory, a power"
+      " of two of at least 4K" },
+    { "vectors", "doorbell vectors received, 1..64" },
+    { "queue-depth", "doorbell receive queue slots, 1..1024" },
+    { "timeout", "milliseconds to wait for the peer's answer, 1..60000" },
+    { "heartbeat", "milliseconds between liveness checks, 10..60000" },
+    { "zero-copy", "map the peer's shareable RAM into the window" },
+    { "doorbell-ring", "offer doorbells through a shared ring and eventfds" },
+    { "trust-peer", "trust the peer QEMU: exchange RAM descriptors without"
+      " the safety checks" },
+    { "boot-target", "wait until the peer boots this VM (Arm only)" },
+};
+
 /*
  * Every front end has the same properties; they live in the core, which
  * the front end embeds at @core_offset.  The window's default size
@@ -365,6 +408,8 @@ void memexpose_class_set_props(DeviceClass *dc, size_t core_offset,
                                 sizeof(memexpose_properties));
     unsigned i;
 
+    QEMU_BUILD_BUG_ON(ARRAY_SIZE(memexpose_property_descs) !=
+                      ARRAY_SIZE(memexpose_properties));
     for (i = 0; i < ARRAY_SIZE(memexpose_properties); i++) {
         props[i].offset += core_offset;
         if (!strcmp(props[i].name, "window-size")) {
@@ -372,28 +417,52 @@ void memexpose_class_set_props(DeviceClass *dc, size_t core_offset,
         }
     }
     device_class_set_props_n(dc, props, ARRAY_SIZE(memexpose_properties));
+    for (i = 0; i < ARRAY_SIZE(memexpose_property_descs); i++) {
+        object_class_property_set_description(OBJECT_CLASS(dc),
+                                              memexpose_property_descs[i].name,
+                                              memexpose_property_descs[i].desc);
+    }
 }
 
+/*
+ * QEMU has no read-only flag that "-device ...,help" would show, so the
+ * descriptions say it.
+ */
 void memexpose_add_properties(Object *obj, MemexposeState *s)
 {
     static const struct {
         const char *name;
         size_t offset;
+        const char *desc;
     } counters[] = {
-        { "forwarded-reads", offsetof(MemexposeCounters, fwd_reads) },
-        { "forwarded-writes", offsetof(MemexposeCounters, fwd_writes) },
-        { "served-reads", offsetof(MemexposeCounters, served_reads) },
-        { "served-writes", offsetof(MemexposeCounters, served_writes) },
-        { "refused-accesses", offsetof(MemexposeCounters, refused) },
-        { "mapped-bytes", offsetof(MemexposeCounters, mapped_bytes) },
-        { "mappings-made", offsetof(MemexposeCounters, maps) },
-        { "doorbells-sent", offsetof(MemexposeCounters, db_sent) },
-        { "doorbells-received", offsetof(MemexposeCounters, db_received) },
-        { "doorbells-dropped", offsetof(MemexposeCounters, db_lost) },
-        { "timeouts", offsetof(MemexposeCounters, timeouts) },
-        { "link-ups", offsetof(MemexposeCounters, link_ups) },
-        { "invalidations", offsetof(MemexposeCounters, invalidations) },
+        { "forwarded-reads", offsetof(MemexposeCounters, fwd_reads),
+          "window reads the peer answered" },
+        { "forwarded-writes", offsetof(MemexposeCounters, fwd_writes),
+          "window writes the peer answered" },
+        { "served-reads", offsetof(MemexposeCounters, served_reads),
+          "the peer's reads this side performed" },
+        { "served-writes", offsetof(MemexposeCounters, served_writes),
+          "the peer's writes this side performed" },
+        { "refused-accesses", offsetof(MemexposeCounters, refused),
+          "accesses refused, by this side or by the peer" },
+        { "mapped-bytes", offsetof(MemexposeCounters, mapped_bytes),
+          "bytes of peer RAM mapped into the window now" },
+        { "mappings-made", offsetof(MemexposeCounters, maps),
+          "zero-copy mappings made" },
+        { "doorbells-sent", offsetof(MemexposeCounters, db_sent),
+          "doorbells sent" },
+        { "doorbells-received", offsetof(MemexposeCounters, db_received),
+          "doorbells received" },
+        { "doorbells-dropped", offsetof(MemexposeCounters, db_lost),
+          "doorbells refused as BUSY: the peer's queue was full" },
+        { "timeouts", offsetof(MemexposeCounters, timeouts),
+          "requests the peer did not answer within timeout" },
+        { "link-ups", offsetof(MemexposeCounters, link_ups),
+          "times the link came up" },
+        { "invalidations", offsetof(MemexposeCounters, invalidations),
+          "invalidations of exported RAM the peer acknowledged" },
     };
+    g_autofree char *desc = NULL;
     unsigned i;
 
     for (i = 0; i < ARRAY_SIZE(counters); i++) {
@@ -401,11 +470,23 @@ void memexpose_add_properties(Object *obj, MemexposeState *s)
                                        (uint64_t *)((char *)&s->stats +
                                                     counters[i].offset),
                                        OBJ_PROP_FLAG_READ);
+        desc = g_strdup_printf("%s (read-only)", counters[i].desc);
+        object_property_set_description(obj, counters[i].name, desc);
+        g_clear_pointer(&desc, g_free);
     }
     object_property_add(obj, "link-up", "bool", mx_get_link_up, NULL, NULL,
                         s);
+    object_property_set_description(obj, "link-up",
+                                    "whether the handshake with the peer is"
+                                    " done (read-only)");
     object_property_add(obj, "peer-name", "str", mx_get_peer_name, NULL,
                         NULL, s);
+    object_property_set_description(obj, "peer-name",
+                                    "the name the peer gave, while the link"
+                                    " is up (read-only)");
     object_property_add(obj, "forward-reason", "str", mx_get_forward_reason,
                         NULL, NULL, s);
+    object_property_set_description(obj, "forward-reason",
+                                    "why the peer forwards RAM it could"
+                                    " share, if it said (read-only)");
 }

@@ -274,6 +274,9 @@ struct MemexposeState {
     MemoryListener listener;
 
     MemexposeCounters stats;
+
+    /* On query-memexpose's list of devices while realized (BQL) */
+    QTAILQ_ENTRY(MemexposeState) monitor_next;
 };
 
 void memexpose_realize(MemexposeState *s, Error **errp);
@@ -287,6 +290,10 @@ uint64_t memexpose_reg_read(MemexposeState *s, hwaddr addr, unsigned size);
 void memexpose_reg_write(MemexposeState *s, hwaddr addr, uint64_t val,
                          unsigned size);
 bool memexpose_intx_level(MemexposeState *s);
+
+/* query-memexpose and info memexpose (memexpose-monitor.c) */
+void memexpose_monitor_add(MemexposeState *s);
+void memexpose_monitor_del(MemexposeState *s);
 
 /* Link (memexpose-link.c) */
 void memexpose_link_start(MemexposeState *s);
