@@ -49,5 +49,5 @@ cp -n "$top"/tests/fuzz/corpus/device/* "$work"/ 2>/dev/null || true
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1} \
     "$bld/qemu-fuzz-x86_64" --fuzz-target=memexpose-peer \
-    -max_len=4096 -max_total_time="$seconds" -print_final_stats=1 \
+    -max_len=4096 -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
     -artifact_prefix="$work/../" "$@" "$work"

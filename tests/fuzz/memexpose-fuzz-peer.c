@@ -745,6 +745,7 @@ static void op_access(MxfPeer *p, MxfInput *in)
     static const uint64_t areas[] = {
         0, 0x2000000 - 8, 0x2000000, 0x4000000 - 8, 0xfed00000,
         0x40000000, MXF_WINDOW_ADDR, MXF_REGS_ADDR, UINT64_MAX - 4095,
+        0xfec00000,
     };
     static const uint32_t sizes[] = { 1, 2, 4, 8, 3, 16, 4096 };
     static uint8_t data[MXP_MAX_DATA];

@@ -29,8 +29,10 @@
 /*
  * The machine and device options (after the binary name), for a socket
  * path, quoted for a shell (the export list has semicolons).  The
- * exports cover RAM read-write and read-only, MMIO (the HPET), space
- * where nothing is mapped and the device's own window.
+ * exports cover RAM read-write and read-only, MMIO read-write (the
+ * IOAPIC) and read-only (the HPET: a peer that may program it can make
+ * its timer fire without end, which keeps the main loop busy for good),
+ * space where nothing is mapped and the device's own window.
  */
 #define MXF_QEMU_ARGS_FMT \
     "-machine pc -m 64 -display none -nodefaults " \
@@ -39,7 +41,7 @@
     "-chardev socket,id=mx,path=%s,server=on,wait=off " \
     "-device 'memexpose-pci,id=mx,chardev=mx,name=fuzzed,addr=4.0," \
     "window-size=1M,vectors=4,queue-depth=8,timeout=100,heartbeat=50," \
-    "export=0+32M:rw;0x2000000+32M:ro;0xfed00000+4K:rw;" \
+    "export=0+32M:rw;0x2000000+32M:ro;0xfec00000+4K:rw;0xfed00000+1K:ro;" \
     "0x40000000+1M:rw;0xe0100000+1M:rw'"
 
 typedef struct MxfOps {
