@@ -7,8 +7,9 @@
 The domains are contrib/libvirt/memexpose-{a,b}.xml.in with @QEMU@,
 @KERNEL@, @INITRD@ and @RUN@ filled in, exactly as the user guide does
 it.  libvirtd (Debian's) runs in session mode (qemu:///session) as an
-unprivileged user, with its configuration, state and sockets in the
-work directory: the test touches no system-wide libvirt state.  As root
+unprivileged user, with its configuration, state and sockets in a
+directory of its own (the work directory's "state" link points to it):
+the test touches no system-wide libvirt state.  As root
 that user is memexpose-lv, created on first use; otherwise it is the
 caller.  Where libvirtd cannot run at all, every case is reported as
 skipped with the reason.
@@ -29,6 +30,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -61,7 +63,7 @@ class Libvirt:
             self.user = USER
         else:
             self.user = pwd.getpwuid(os.geteuid()).pw_name
-        home = os.path.join(workdir, "home")
+        home = self.short_home(workdir)
         self.env = dict(os.environ, HOME=home,
                         XDG_CONFIG_HOME=os.path.join(home, "config"),
                         XDG_CACHE_HOME=os.path.join(home, "cache"),
@@ -72,6 +74,17 @@ class Libvirt:
             os.makedirs(self.env[d], mode=0o700, exist_ok=True)
         self.sock = os.path.join(self.env["XDG_RUNTIME_DIR"], "libvirt",
                                  "libvirt-sock")
+
+    @staticmethod
+    def short_home(workdir):
+        """libvirtd puts each domain's monitor socket under
+        $XDG_CONFIG_HOME, and a unix socket path has room for 107 bytes:
+        a checkout in a deep directory must not break the test, so the
+        state lives in a fresh directory under /tmp, reached from the
+        work directory through the link "state"."""
+        home = tempfile.mkdtemp(prefix="mxlv.", dir="/tmp")
+        os.symlink(home, os.path.join(workdir, "state"))
+        return home
 
     @staticmethod
     def ensure_user():
@@ -109,6 +122,7 @@ class Libvirt:
         if not shutil.which("virsh"):
             raise Skip("no virsh (Debian's libvirt-clients; make deps)")
         self.chown_tree(self.workdir)
+        self.chown_tree(self.env["HOME"])
         log = open(os.path.join(self.workdir, "libvirtd.log"), "ab")
         self.proc = subprocess.Popen(self.as_user([libvirtd]), env=self.env,
                                      stdout=log, stderr=log,
@@ -341,13 +355,18 @@ def main():
                                        "qemu-system-x86_64"))
     print("1..%d" % len(CASES))
     tap = Tap()
+    state = os.path.join(args.workdir, "state")
+    if os.path.islink(state):
+        shutil.rmtree(os.readlink(state), ignore_errors=True)
     shutil.rmtree(args.workdir, ignore_errors=True)
-    run = os.path.join(args.workdir, "run")
-    os.makedirs(run)
+    os.makedirs(args.workdir)
     initrd = os.path.join(args.workdir, "initramfs.cpio.gz")
     shutil.copy(args.initrd, initrd)
     kernel = args.kernel or harness.newest_kernel()
     lv = Libvirt(args.workdir)
+    # The link and console sockets have the same limit as the monitor's.
+    run = os.path.join(lv.env["HOME"], "sockets")
+    os.makedirs(run)
     guests = []
     try:
         try:
@@ -419,6 +438,8 @@ def main():
         for g in guests:
             g.kill()
         lv.stop()
+    if not tap.failed:
+        shutil.rmtree(lv.env["HOME"], ignore_errors=True)
     return 1 if tap.failed else 0
 
 
