@@ -2910,6 +2910,94 @@ static void test_hostile_doorbell_then_bye(void)
 }
 
 /*
+ * The same with doorbell rings: entries the peer published (and did not
+ * even signal) before its BYE reach the guest; the retired ring does not
+ * take them along.
+ */
+static void test_hostile_ring_then_bye(void)
+{
+    g_autofree char *log = case_log("ring-bye");
+    g_autofree char *sock = sock_path("hostile");
+    MxpMsg hello = tool_hello(MXP_FEAT_DB_RING), msg, bye = {
+        .hdr = { .type = MXP_BYE },
+        .u.error = { .code = MXP_E_SHUTDOWN },
+    };
+    MxpMsg ring = { .hdr = { .type = MXP_DB_RING },
+                    .u.ring_depth = RING_DEPTH };
+    uint8_t buf[MXP_MAX_MESSAGE], *qemu_map = NULL;
+    unsigned i, events = 0;
+    uint32_t depth = 0;
+    char payload[16];
+    MxpHello theirs;
+    Side a;
+    int fd, rfd, pass;
+
+    hello.u.hello.vectors = 2;
+    hello.u.hello.queue_depth = RING_DEPTH;
+    fd = hostile_link(&a, log, "queue-depth=8", &hello, &theirs);
+    g_assert_cmpuint(theirs.queue_depth, ==, 8);
+    pass = ring_memfd(true);
+    peer_send(fd, &ring, pass);
+    close(pass);
+    for (i = 0; i < 2; i++) {
+        MxpMsg event = { .hdr = { .type = MXP_DB_EVENT },
+                         .u.event_vector = i };
+
+        pass = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        peer_send(fd, &event, pass);
+        close(pass);
+    }
+    while (!qemu_map || events < 2) {
+        g_assert(peer_recv(fd, buf, &msg, &rfd));
+        if (msg.hdr.type == MXP_DB_RING) {
+            depth = msg.u.ring_depth;
+            qemu_map = mmap(NULL, MXP_DB_RING_SIZE(depth),
+                            PROT_READ | PROT_WRITE, MAP_SHARED, rfd, 0);
+            g_assert(qemu_map != MAP_FAILED);
+        }
+        events += msg.hdr.type == MXP_DB_EVENT;
+        if (rfd >= 0) {
+            close(rfd);
+        }
+    }
+    g_assert_cmpuint(depth, ==, 8);
+    wait_link(&a, NULL, true);
+
+    /* Eight entries and the producer index, no eventfd signal, BYE. */
+    for (i = 0; i < 8; i++) {
+        uint8_t *slot = qemu_map + MXP_DB_RING_ENTRIES +
+                        i * MXP_DB_ENTRY_SIZE;
+
+        snprintf(payload, sizeof(payload), "ring-bye-%u", i);
+        stw_he_p(slot, i % 2);
+        stw_he_p(slot + 2, strlen(payload));
+        stl_he_p(slot + 4, 0);
+        memcpy(slot + 8, payload, strlen(payload));
+    }
+    qatomic_store_release((uint32_t *)(qemu_map + MXP_DB_RING_PRODUCER), 8);
+    peer_send(fd, &bye, -1);
+    expect_silent_close(fd);
+    assert_dropped(&a, log, "link down: shutting down");
+    wait_rx(&a, 8);
+    g_assert_cmpuint(mx_stat(&a, "doorbells-received"), ==, 8);
+    g_assert_cmpuint(reg_read(&a, MX_REG_INTR_STATUS) & MX_INTR_DOORBELL,
+                     !=, 0);
+
+    /* A new link: no slot is free until the guest pops. */
+    hello = tool_hello(0);
+    fd = peer_connect_hello(sock, &hello, &theirs);
+    g_assert_cmpuint(theirs.queue_depth, ==, 0);
+    for (i = 0; i < 8; i++) {
+        snprintf(payload, sizeof(payload), "ring-bye-%u", i);
+        expect_doorbell(&a, i % 2, payload);
+    }
+    g_assert_cmpuint(reg_read(&a, MX_REG_DB_RX_COUNT), ==, 0);
+    munmap(qemu_map, MXP_DB_RING_SIZE(depth));
+    close(fd);
+    side_stop(&a);
+}
+
+/*
  * CREDIT returns what a DOORBELL spent; one more than QEMU ever sent
  * would raise its credits above the peer's queue_depth.
  */
@@ -3397,6 +3485,8 @@ int main(int argc, char **argv)
                    test_hostile_doorbell_credit);
     qtest_add_func("/memexpose/hostile/doorbell-then-bye",
                    test_hostile_doorbell_then_bye);
+    qtest_add_func("/memexpose/hostile/ring-then-bye",
+                   test_hostile_ring_then_bye);
     qtest_add_func("/memexpose/hostile/credit-unowed",
                    test_hostile_credit_unowed);
     qtest_add_func("/memexpose/hostile/ring-event-beyond",

@@ -63,15 +63,19 @@ static void mx_link_bh(void *opaque)
 static void mx_irq_bh(void *opaque)
 {
     MemexposeState *s = opaque;
+    uint64_t doorbells;
     bool tx_ready, boot;
 
     qemu_mutex_lock(&s->lock);
+    doorbells = s->rx_irq_pending;
+    s->rx_irq_pending = 0;
     tx_ready = s->tx_ready_pending;
     s->tx_ready_pending = false;
     boot = s->boot_state_pending;
     s->boot_state_pending = false;
     qemu_mutex_unlock(&s->lock);
 
+    memexpose_doorbell_notify(s, doorbells);
     if (tx_ready) {
         s->intr_status |= MX_INTR_TX_READY;
     }

@@ -219,8 +219,7 @@ void memexpose_doorbell_receive(MemexposeState *s, const MxpMsg *msg,
     s->stats.db_received++;
     qemu_mutex_unlock(&s->lock);
 
-    s->intr_status |= MX_INTR_DOORBELL;
-    s->irq_notify(s, MX_IRQ_DOORBELL(db->vector));
+    memexpose_doorbell_notify(s, 1ULL << db->vector);
     bql_unlock();
 }
 
@@ -340,28 +339,24 @@ static void mx_ring_free(MemexposeRing *r)
 }
 
 /*
- * Main loop: move what the peer published in our ring into the receive
- * queue.  Each entry is copied out of the shared page once and checked
- * there; the peer's producer index may not pass the slots it was given.
+ * With @lock: move what the peer published in our ring into the receive
+ * queue, adding each entry's vector to *@vectors.  Each entry is copied
+ * out of the shared page once and checked there; the peer's producer
+ * index may not pass the slots it was given.  Returns why the ring is
+ * broken, or NULL.
  */
-static void mx_ring_drain(MemexposeState *s, MemexposeRing *r)
+static const char *mx_ring_collect_locked(MemexposeState *s,
+                                          MemexposeRing *r,
+                                          uint64_t *vectors)
 {
-    uint64_t vectors = 0;
-    const char *bad = NULL;
     uint32_t produced, pending;
-    unsigned v;
 
-    qemu_mutex_lock(&s->lock);
-    if (r != s->rx_ring) {
-        qemu_mutex_unlock(&s->lock);
-        return;
-    }
     produced = qatomic_load_acquire(mx_ring_word(r, MXP_DB_RING_PRODUCER));
     pending = produced - s->rx_freed;
     if (pending > r->depth || pending < s->rx_drained - s->rx_freed) {
-        bad = "producer index outside the slots it was given";
+        return "producer index outside the slots it was given";
     }
-    while (!bad && s->rx_drained != produced) {
+    while (s->rx_drained != produced) {
         uint8_t entry[MXP_DB_ENTRY_SIZE];
         MemexposeDoorbell *slot;
         uint16_t vector, size;
@@ -370,16 +365,13 @@ static void mx_ring_drain(MemexposeState *s, MemexposeRing *r)
         vector = lduw_he_p(entry);
         size = lduw_he_p(entry + 2);
         if (vector >= s->vectors) {
-            bad = "an entry for a vector we do not have";
-            break;
+            return "an entry for a vector we do not have";
         }
         if (size > MXP_MAX_DOORBELL_DATA || ldl_he_p(entry + 4)) {
-            bad = "a malformed entry";
-            break;
+            return "a malformed entry";
         }
         if (s->rx_count >= s->queue_depth) {
-            bad = "more entries than it has credits for";
-            break;
+            return "more entries than it has credits for";
         }
         slot = &s->rxq[(s->rx_head + s->rx_count) % s->queue_depth];
         slot->vector = vector;
@@ -388,21 +380,43 @@ static void mx_ring_drain(MemexposeState *s, MemexposeRing *r)
         s->rx_count++;
         s->rx_drained++;
         s->stats.db_received++;
-        vectors |= 1ULL << vector;
+        *vectors |= 1ULL << vector;
+    }
+    return NULL;
+}
+
+/* With the BQL: the guest learns of doorbells queued for @vectors. */
+void memexpose_doorbell_notify(MemexposeState *s, uint64_t vectors)
+{
+    unsigned v;
+
+    if (!vectors) {
+        return;
+    }
+    s->intr_status |= MX_INTR_DOORBELL;
+    for (v = 0; v < s->vectors; v++) {
+        if (vectors & (1ULL << v)) {
+            s->irq_notify(s, MX_IRQ_DOORBELL(v));
+        }
+    }
+}
+
+/* Main loop, on the peer's eventfd. */
+static void mx_ring_drain(MemexposeState *s, MemexposeRing *r)
+{
+    uint64_t vectors = 0;
+    const char *bad = NULL;
+
+    qemu_mutex_lock(&s->lock);
+    if (r == s->rx_ring) {
+        bad = mx_ring_collect_locked(s, r, &vectors);
     }
     qemu_mutex_unlock(&s->lock);
 
     if (bad) {
         memexpose_protocol_error(s, "doorbell ring: %s", bad);
     }
-    if (vectors) {
-        s->intr_status |= MX_INTR_DOORBELL;
-        for (v = 0; v < s->vectors; v++) {
-            if (vectors & (1ULL << v)) {
-                s->irq_notify(s, MX_IRQ_DOORBELL(v));
-            }
-        }
-    }
+    memexpose_doorbell_notify(s, vectors);
 }
 
 /*
@@ -688,6 +702,17 @@ void memexpose_ring_drop_locked(MemexposeState *s)
     g_clear_pointer(&s->tx_ring, mx_ring_free);
     s->tx_produced = 0;
     if (s->rx_ring) {
+        uint64_t vectors = 0;
+
+        /*
+         * What the peer published before the link went down was sent as
+         * far as its guest knows: keep it, unless the ring is what broke
+         * the link.  The guest's interrupt needs the BQL.
+         */
+        if (!mx_ring_collect_locked(s, s->rx_ring, &vectors) && vectors) {
+            s->rx_irq_pending |= vectors;
+            qemu_bh_schedule(s->irq_bh);
+        }
         /* Its fd handlers belong to the main loop: ring_bh frees it. */
         s->retired_rings = g_slist_prepend(s->retired_rings, s->rx_ring);
         s->rx_ring = NULL;

@@ -220,6 +220,7 @@ struct MemexposeState {
     GSList *retired_rings;      /* ours of earlier links, for ring_bh */
     QEMUBH *ring_bh;
     bool tx_ready_pending;      /* TX_READY to raise from the main loop */
+    uint64_t rx_irq_pending;    /* vectors whose doorbells await the BQL */
     bool boot_state_pending;    /* BOOT to raise from the main loop */
     uint32_t peer_boot_state;   /* last STATE from the peer (MxpBootState) */
 
@@ -340,6 +341,7 @@ bool memexpose_ring_peer(MemexposeState *s, uint32_t depth, int fd);
 bool memexpose_ring_peer_event(MemexposeState *s, uint32_t vector, int fd);
 void memexpose_ring_space(MemexposeState *s);
 void memexpose_ring_drop_locked(MemexposeState *s);
+void memexpose_doorbell_notify(MemexposeState *s, uint64_t vectors);
 void memexpose_ring_bh(void *opaque);
 void memexpose_ring_finalize(MemexposeState *s);
 
