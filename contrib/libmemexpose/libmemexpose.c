@@ -95,6 +95,8 @@ typedef struct Export {
     int grant_fd;               /* what the peer gets: -1 = forward only */
     mx_access_fn fn;            /* callback exports */
     void *opaque;
+    int file_fd;                /* file exports, else -1 */
+    uint64_t file_offset;       /* where the export starts in the file */
 } Export;
 
 /* ST_RING: HELLOs exchanged, waiting for the peer's DB_RING/DB_EVENTs. */
@@ -161,6 +163,13 @@ struct mx_link {
     int tx_events[MXP_MAX_VECTORS];
     unsigned tx_nr_events;
     int64_t ring_deadline;
+
+    /* Liveness: our PINGs (one at a time) and the peer's last message. */
+    int64_t last_rx;
+    int64_t next_ping;
+    uint64_t ping_id;           /* outstanding liveness PING, or 0 */
+    uint64_t ping_cookie;
+    int64_t ping_sent;
 };
 
 static int64_t now_ms(void)
@@ -819,6 +828,18 @@ static void handle_reply(mx_link *l, const MxpMsg *msg, int *fd)
     Call *c = NULL;
     unsigned i;
 
+    if (l->ping_id && msg->hdr.id == l->ping_id &&
+        msg->hdr.type == MXP_PONG) {
+        if (msg->u.ping != l->ping_cookie) {
+            link_fail(l, MXP_E_PROTOCOL, MXP_PONG,
+                      "PONG that answers no PING of ours");
+            return;
+        }
+        l->ping_id = 0;
+        l->next_ping = l->ping_sent + l->opt.heartbeat_ms;
+        return;
+    }
+
     for (i = 0; i < MX_MAX_CALLS; i++) {
         if (l->calls[i].used && !l->calls[i].done &&
             l->calls[i].id == msg->hdr.id) {
@@ -924,6 +945,39 @@ static bool size_ok(mx_link *l, uint32_t size)
            (l->features & MXP_FEAT_BULK);
 }
 
+/*
+ * A file export's bytes: read and written with pread/pwrite, never
+ * mapped, so a file that shrinks under us costs zeros, not SIGBUS.
+ * Bytes beyond the end of the file read as zeros.
+ */
+static uint32_t file_access(const Export *e, uint64_t off, uint8_t *data,
+                            uint32_t size, bool write)
+{
+    off_t pos = (off_t)(e->file_offset + off);
+    uint32_t done = 0;
+    ssize_t n;
+
+    while (done < size) {
+        n = write ? pwrite(e->file_fd, data + done, size - done, pos + done)
+                  : pread(e->file_fd, data + done, size - done, pos + done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return MXP_E_ACCESS;
+        }
+        if (n == 0) {
+            if (write) {
+                return MXP_E_ACCESS;
+            }
+            memset(data + done, 0, size - done);
+            break;
+        }
+        done += n;
+    }
+    return 0;
+}
+
 static void serve_access(mx_link *l, const MxpMsg *req)
 {
     const MxpAccess *a = &req->u.access;
@@ -946,6 +1000,9 @@ static void serve_access(mx_link *l, const MxpMsg *req)
         } else {
             memcpy(data, p, a->size);
         }
+    } else if (e->file_fd >= 0) {
+        code = file_access(e, a->addr - e->addr, write ? (uint8_t *)a->data :
+                           data, a->size, write);
     } else {
         if (write) {
             memcpy(data, a->data, a->size);
@@ -1058,6 +1115,8 @@ static void serve_map(mx_link *l, const MxpMsg *req)
         reason = MXP_FWD_PARTIAL;
     } else if (e->fn) {
         reason = MXP_FWD_NOT_RAM;
+    } else if (e->file_fd >= 0) {
+        reason = MXP_FWD_UNSEALED;      /* a file can shrink under the peer */
     } else {
         reason = MXP_FWD_READ_ONLY;     /* could not seal it read-only */
     }
@@ -1096,7 +1155,9 @@ static void handle_hello(mx_link *l, const MxpHello *h)
     l->peer = *h;
     l->features = h->features & l->opt.features &
                   (MXP_FEAT_MAP | MXP_FEAT_BULK | MXP_FEAT_BOOT |
-                   MXP_FEAT_DB_RING);
+                   MXP_FEAT_DB_RING |
+                   (l->opt.heartbeat_ms ? MXP_FEAT_HEARTBEAT : 0));
+    l->next_ping = now_ms() + l->opt.heartbeat_ms;
     l->max_data = h->max_data < MXP_MAX_DATA ? h->max_data : MXP_MAX_DATA;
     l->granule = h->page_size > l->page_size ? h->page_size : l->page_size;
     l->tx_credits = h->queue_depth;
@@ -1411,6 +1472,7 @@ static void do_read(mx_link *l)
         }
         ret = mxp_decode(l->rxbuf, l->rxlen, l->rxfd >= 0, &msg);
         l->rxlen = 0;
+        l->last_rx = now_ms();
         fd = l->rxfd;
         l->rxfd = -1;
         if (ret == MXP_ERR_VERSION) {
@@ -1435,9 +1497,39 @@ static void do_read(mx_link *l)
     }
 }
 
+/*
+ * With heartbeat_ms: keep one PING outstanding, the next one an interval
+ * after the last PONG; with or without feature HEARTBEAT, as the spec
+ * allows.  Returns the milliseconds until the next one is due.
+ */
+static int64_t heartbeat(mx_link *l, int64_t t)
+{
+    MxpMsg ping = { .hdr = { .type = MXP_PING } };
+
+    if (l->state != ST_UP || !l->opt.heartbeat_ms) {
+        return -1;
+    }
+    if (l->ping_id) {
+        int64_t left = l->ping_sent + 3 * (int64_t)l->opt.heartbeat_ms - t;
+
+        return left > 0 ? left : 0;
+    }
+    if (t < l->next_ping) {
+        return l->next_ping - t;
+    }
+    l->ping_id = ++l->next_id;
+    l->ping_cookie = (uint64_t)t * 2654435761u ^ l->ping_id;
+    l->ping_sent = t;
+    ping.hdr.id = l->ping_id;
+    ping.u.ping = l->ping_cookie;
+    send_msg(l, &ping, -1);
+    return 3 * (int64_t)l->opt.heartbeat_ms;
+}
+
 static void check_liveness(mx_link *l)
 {
     int64_t t = now_ms();
+    int64_t hb = 3 * (int64_t)l->opt.heartbeat_ms;
 
     if (l->state == ST_DOWN) {
         return;
@@ -1445,6 +1537,13 @@ static void check_liveness(mx_link *l)
     if (l->rxlen && t - l->rx_started > (int64_t)l->opt.timeout_ms) {
         send_bye(l, MXP_E_TIMEOUT);
         link_down(l, "the peer left a message unfinished");
+    } else if (l->state == ST_UP && l->ping_id && t - l->ping_sent > hb) {
+        send_bye(l, MXP_E_TIMEOUT);
+        link_down(l, "the peer did not answer PING");
+    } else if (l->state == ST_UP && (l->features & MXP_FEAT_HEARTBEAT) &&
+               hb && t - l->last_rx > hb) {
+        send_bye(l, MXP_E_TIMEOUT);
+        link_down(l, "no heartbeat from the peer");
     } else if (l->state == ST_HELLO && t > l->hello_deadline) {
         send_bye(l, MXP_E_TIMEOUT);
         link_down(l, "the peer sent no HELLO");
@@ -1457,9 +1556,15 @@ static void check_liveness(mx_link *l)
 static void poll_once(mx_link *l, int timeout_ms)
 {
     struct pollfd p[2];
+    int64_t due;
 
     if (l->state == ST_DOWN) {
         return;
+    }
+    /* A blocking wait still keeps the link alive. */
+    due = heartbeat(l, now_ms());
+    if (due >= 0 && (timeout_ms < 0 || due < timeout_ms)) {
+        timeout_ms = (int)due + 1;
     }
     flush(l);
     ring_drain(l);
@@ -1494,10 +1599,12 @@ MX_EXPORT void mx_options_init(mx_options *opt)
 {
     memset(opt, 0, sizeof(*opt));
     opt->name = "memexpose-host";
-    opt->features = MX_FEAT_MAP | MX_FEAT_BULK | MX_FEAT_BOOT;
+    opt->features = MX_FEAT_MAP | MX_FEAT_BULK | MX_FEAT_BOOT |
+                    MX_FEAT_HEARTBEAT;
     opt->vectors = 4;
     opt->queue_depth = 32;
     opt->timeout_ms = 1000;
+    opt->heartbeat_ms = 1000;
 }
 
 static bool name_ok(const char *name)
@@ -1527,6 +1634,7 @@ MX_EXPORT mx_link *mx_link_new(const mx_options *opt)
     if (opt->vectors > MXP_MAX_VECTORS ||
         opt->queue_depth > MXP_MAX_QUEUE_DEPTH ||
         opt->timeout_ms == 0 || opt->timeout_ms > 600000 ||
+        opt->heartbeat_ms > 600000 ||
         !name_ok(opt->name ? opt->name : "")) {
         errno = EINVAL;
         return NULL;
@@ -1572,6 +1680,8 @@ static void link_reset(mx_link *l)
     memset(&l->peer, 0, sizeof(l->peer));
     l->features = 0;
     l->boot_state = MX_BOOT_NONE;
+    l->ping_id = 0;
+    l->last_rx = now_ms();
 }
 
 MX_EXPORT int mx_attach(mx_link *l, int fd)
@@ -1602,7 +1712,8 @@ MX_EXPORT int mx_attach(mx_link *l, int fd)
     l->state = ST_HELLO;
     hello.u.hello.features = l->opt.features &
                              (MXP_FEAT_MAP | MXP_FEAT_BULK | MXP_FEAT_BOOT |
-                              MXP_FEAT_DB_RING);
+                              MXP_FEAT_DB_RING |
+                              (l->opt.heartbeat_ms ? MXP_FEAT_HEARTBEAT : 0));
     hello.u.hello.page_size = l->page_size;
     hello.u.hello.vectors = l->opt.vectors;
     hello.u.hello.queue_depth = l->opt.vectors ? l->opt.queue_depth : 0;
@@ -1736,6 +1847,9 @@ MX_EXPORT void mx_close(mx_link *l)
         }
         if (e->grant_fd >= 0 && e->grant_fd != e->fd) {
             close(e->grant_fd);
+        }
+        if (e->file_fd >= 0) {
+            close(e->file_fd);
         }
     }
     free(l->exports);
@@ -2239,7 +2353,7 @@ MX_EXPORT int mx_export_buffer(mx_link *l, uint64_t addr, uint64_t size,
                                unsigned perm, void **host)
 {
     Export e = { .addr = addr, .size = size, .perm = perm, .fd = -1,
-                 .grant_fd = -1 };
+                 .grant_fd = -1, .file_fd = -1 };
     int seals = F_SEAL_SHRINK | F_SEAL_GROW;
     int ret;
 
@@ -2305,12 +2419,48 @@ MX_EXPORT int mx_export_callback(mx_link *l, uint64_t addr, uint64_t size,
                                  void *opaque)
 {
     Export e = { .addr = addr, .size = size, .perm = perm, .fd = -1,
-                 .grant_fd = -1, .fn = fn, .opaque = opaque };
+                 .grant_fd = -1, .fn = fn, .opaque = opaque, .file_fd = -1 };
 
     if (!fn) {
         return MX_ERR_INVAL;
     }
     return add_export(l, &e);
+}
+
+MX_EXPORT int mx_export_file(mx_link *l, uint64_t addr, uint64_t size,
+                             unsigned perm, int fd, uint64_t offset)
+{
+    Export e = { .addr = addr, .size = size, .perm = perm, .fd = -1,
+                 .grant_fd = -1, .file_offset = offset };
+    int flags = fcntl(fd, F_GETFL);
+    int ret;
+
+    if (flags < 0) {
+        set_error(l, "not a file descriptor: %s", strerror(errno));
+        return MX_ERR_INVAL;
+    }
+    if (perm == MX_PERM_RW && (flags & O_ACCMODE) == O_RDONLY) {
+        set_error(l, "a read-write file export needs a writable descriptor");
+        return MX_ERR_INVAL;
+    }
+    if ((flags & O_ACCMODE) == O_WRONLY) {
+        set_error(l, "a file export needs a readable descriptor");
+        return MX_ERR_INVAL;
+    }
+    if (offset > (uint64_t)INT64_MAX || size > (uint64_t)INT64_MAX - offset) {
+        set_error(l, "file export beyond the largest file offset");
+        return MX_ERR_INVAL;
+    }
+    e.file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (e.file_fd < 0) {
+        set_error(l, "cannot duplicate the descriptor: %s", strerror(errno));
+        return MX_ERR_SYS;
+    }
+    ret = add_export(l, &e);
+    if (ret) {
+        close(e.file_fd);
+    }
+    return ret;
 }
 
 /* ---- public: doorbells ---- */

@@ -126,7 +126,8 @@ typedef void (*mx_doorbell_fn)(void *opaque, unsigned vector,
 
 typedef struct mx_options {
     const char *name;       /* HELLO name, printable ASCII, <= 63 chars */
-    uint64_t features;      /* offered: MX_FEAT_MAP, _BULK, _BOOT, _DB_RING */
+    uint64_t features;      /* offered: MX_FEAT_MAP, _BULK, _BOOT,
+                               _HEARTBEAT (needs heartbeat_ms), _DB_RING */
     unsigned vectors;       /* doorbell vectors we receive, 0..64 */
     unsigned queue_depth;   /* doorbells we queue (peer's credits) */
     unsigned timeout_ms;    /* bound of every wait for the peer */
@@ -134,6 +135,16 @@ typedef struct mx_options {
     mx_invalidate_fn on_invalidate;
     mx_doorbell_fn on_doorbell;
     void *opaque;           /* passed to the callbacks */
+    /*
+     * Liveness interval, 0 for none.  While the caller is in a call of
+     * ours (mx_dispatch() included), one PING is kept outstanding, the
+     * next sent an interval after the last PONG, and the link goes down
+     * when a PING is unanswered for three intervals ("the peer did not
+     * answer PING") or, with HEARTBEAT in use, when no message at all
+     * came for three ("no heartbeat from the peer").  The peer applies
+     * the same rules to us: call in at least once per interval of its.
+     */
+    unsigned heartbeat_ms;
 } mx_options;
 
 typedef struct mx_peer_info {
@@ -173,7 +184,10 @@ typedef struct mx_stats {
     uint64_t doorbells_received;
 } mx_stats;
 
-/* Fill @opt with the defaults: MAP|BULK, 4 vectors, depth 32, 1000 ms. */
+/*
+ * Fill @opt with the defaults: MAP|BULK|BOOT|HEARTBEAT, 4 vectors, depth
+ * 32, timeout and heartbeat 1000 ms.
+ */
 void mx_options_init(mx_options *opt);
 
 /* A new link, not yet connected.  NULL if out of memory or bad @opt. */
@@ -300,6 +314,17 @@ int mx_export_buffer(mx_link *l, uint64_t addr, uint64_t size,
  */
 int mx_export_callback(mx_link *l, uint64_t addr, uint64_t size,
                        unsigned perm, mx_access_fn fn, void *opaque);
+
+/*
+ * Export [@addr, @addr + @size) backed by the file @fd at @offset (the
+ * library keeps a duplicate of @fd): the peer's READs and WRITEs become
+ * pread() and pwrite() on it, so its writes land in the file and bytes
+ * beyond its end read as zeros.  Never handed out as a descriptor (a
+ * file cannot be sealed against shrinking: MAP says FORWARD, reason
+ * UNSEALED).  MX_PERM_RW needs @fd open for writing.
+ */
+int mx_export_file(mx_link *l, uint64_t addr, uint64_t size,
+                   unsigned perm, int fd, uint64_t offset);
 
 /* ---- doorbells ---- */
 

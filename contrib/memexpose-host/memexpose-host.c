@@ -59,11 +59,14 @@ static const char usage_text[] =
 "  wait [--timeout MS] [--count N]\n"
 "                            print N (default 1) doorbells from the VM as\n"
 "                            'VECTOR HEXDATA' lines\n"
-"  serve [--addr ADDR] [--size SIZE | --file FILE] [--ro] [--regs ADDR]\n"
-"                            export a fresh buffer (default 16M at 0) or a\n"
-"                            copy of FILE to the VM, and a 4 KiB scratch\n"
-"                            register block at --regs, until killed; prints\n"
-"                            the doorbells it receives\n"
+"  serve [--addr ADDR] [--size SIZE] [--file FILE [--copy]] [--ro]\n"
+"        [--regs ADDR]      export to the VM a fresh buffer (default 16M at\n"
+"                            0, zero-copy) or FILE itself (per access; the\n"
+"                            VM's writes land in FILE unless --ro) or, with\n"
+"                            --copy, a zero-copy buffer holding a copy of\n"
+"                            FILE; --regs adds a 4 KiB scratch register\n"
+"                            block at ADDR; runs until killed, printing the\n"
+"                            doorbells it receives\n"
 "  boot ENTRY [ARG...] [--wait MS]\n"
 "                            start a boot-target VM at ENTRY (up to 4 args);\n"
 "                            --wait: print the first doorbell it rings\n"
@@ -193,11 +196,13 @@ static int cmd_info(mx_link *l)
     printf("protocol:    1.%u\n", p->version_minor);
     printf("role:        %s\n", p->role == MX_ROLE_DEVICE ? "device" :
            p->role == MX_ROLE_BOOT_TARGET ? "boot target" : "tool");
-    printf("features:    0x%" PRIx64 " offered, 0x%" PRIx64 " in use%s%s%s\n",
-           p->features, p->negotiated,
+    printf("features:    0x%" PRIx64 " offered, 0x%" PRIx64
+           " in use%s%s%s%s%s\n", p->features, p->negotiated,
            p->negotiated & MX_FEAT_MAP ? " MAP" : "",
            p->negotiated & MX_FEAT_BULK ? " BULK" : "",
-           p->negotiated & MX_FEAT_BOOT ? " BOOT" : "");
+           p->negotiated & MX_FEAT_BOOT ? " BOOT" : "",
+           p->negotiated & MX_FEAT_HEARTBEAT ? " HEARTBEAT" : "",
+           p->negotiated & MX_FEAT_DB_RING ? " DB_RING" : "");
     printf("page size:   %u\n", p->page_size);
     printf("vectors:     %u\n", p->vectors);
     printf("credits:     %u\n", p->queue_depth);
@@ -513,7 +518,9 @@ static void on_signal(int sig)
 typedef struct ServeArgs {
     uint64_t addr;
     uint64_t size;
+    bool size_given;
     const char *file;
+    bool copy;
     bool ro;
     bool regs;
     uint64_t regs_addr;
@@ -530,8 +537,11 @@ static void parse_serve(int argc, char **argv, ServeArgs *a)
             a->addr = arg_u64(argv[++k], "address");
         } else if (!strcmp(argv[k], "--size") && k + 1 < argc) {
             a->size = arg_u64(argv[++k], "size");
+            a->size_given = true;
         } else if (!strcmp(argv[k], "--file") && k + 1 < argc) {
             a->file = argv[++k];
+        } else if (!strcmp(argv[k], "--copy")) {
+            a->copy = true;
         } else if (!strcmp(argv[k], "--ro")) {
             a->ro = true;
         } else if (!strcmp(argv[k], "--regs") && k + 1 < argc) {
@@ -540,6 +550,9 @@ static void parse_serve(int argc, char **argv, ServeArgs *a)
         } else {
             die_usage("serve: unknown argument '%s'", argv[k]);
         }
+    }
+    if (a->copy && !a->file) {
+        die_usage("serve: %s needs --file", "--copy");
     }
 }
 
@@ -552,18 +565,33 @@ static int serve_setup(mx_link *l, ServeArgs *a)
     if (a->file) {
         struct stat st;
 
-        fd = open(a->file, O_RDONLY | O_CLOEXEC);
+        fd = open(a->file, (a->ro || a->copy ? O_RDONLY : O_RDWR) | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0) {
             fprintf(stderr, "%s: %s: %s\n", prog, a->file, strerror(errno));
+            if (fd >= 0) {
+                close(fd);
+            }
             return EX_FILE;
         }
-        a->size = ((uint64_t)st.st_size + page - 1) & ~(uint64_t)(page - 1);
+        if (!a->size_given) {
+            a->size = ((uint64_t)st.st_size + page - 1) &
+                      ~(uint64_t)(page - 1);
+        }
         if (!a->size) {
             a->size = page;
         }
     }
-    ret = mx_export_buffer(l, a->addr, a->size,
-                           a->ro ? MX_PERM_READ : MX_PERM_RW, &host);
+    if (a->file && !a->copy) {
+        /* The file itself, per access: it may change size under us. */
+        ret = mx_export_file(l, a->addr, a->size,
+                             a->ro ? MX_PERM_READ : MX_PERM_RW, fd, 0);
+        close(fd);
+        fd = -1;
+        host = NULL;
+    } else {
+        ret = mx_export_buffer(l, a->addr, a->size,
+                               a->ro ? MX_PERM_READ : MX_PERM_RW, &host);
+    }
     if (ret) {
         fprintf(stderr, "%s: cannot export 0x%" PRIx64 "+0x%" PRIx64 ": %s\n",
                 prog, a->addr, a->size, mx_link_error(l)[0] ?

@@ -856,43 +856,85 @@ static void tool_dump_check(Vm *vm, const char *opt, uint64_t addr,
     unlink(f2);
 }
 
-/* serve: the VM's window reaches a copy of @file, zero-copy. */
-static void test_tool_serve(const char *file)
+/* Start memexpose-host serve of @file at 0x10000000, @copy or not. */
+static pid_t serve_start(const char *file, bool copy)
 {
-    static uint8_t img[100000], got[4096];
-    int64_t deadline = now_ms() + 10000;
-    FILE *f = fopen(file, "rb");
-    uint64_t mapped = 0;
-    size_t n = f ? fread(img, 1, sizeof(img), f) : 0;
-    pid_t pid;
-    int st;
+    pid_t pid = fork();
 
-    if (f) {
-        fclose(f);
-    }
-    CHECK(n == sizeof(img), "image %zu", n);
-    pid = fork();
     if (pid == 0) {
         execl(host_tool, host_tool, "-s", vm1.mx_sock, "serve", "--addr",
-              "0x10000000", "--file", file, (char *)NULL);
+              "0x10000000", "--file", file, copy ? "--copy" : (char *)NULL,
+              (char *)NULL);
         _exit(127);
     }
     CHECK(wait_vm_link(&vm1, NULL, true), "serve did not link");
     qt_writel(&vm1, NULL, REGS_ADDR + MX_REG_WINDOW_BASE_LO, 0x10000000);
-    while (now_ms() < deadline &&
-           (mapped = qom_u64(&vm1, NULL, "mapped-bytes")) == 0) {
-        usleep(20000);
-    }
-    CHECK(mapped == 0x19000, "VM mapped 0x%" PRIx64 " of the served file",
-          mapped);
-    qt_memread(&vm1, NULL, WINDOW_ADDR + 90000, got, 4096);
-    CHECK(!memcmp(got, img + 90000, 4096), "window differs from the file");
+    return pid;
+}
+
+static void serve_stop(pid_t pid)
+{
+    int st;
+
     /* SIGTERM ends it cleanly. */
     kill(pid, SIGTERM);
     waitpid(pid, &st, 0);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "serve exit 0x%x", st);
     wait_vm_link(&vm1, NULL, false);
     qt_writel(&vm1, NULL, REGS_ADDR + MX_REG_WINDOW_BASE_LO, 0);
+}
+
+/*
+ * serve --file --copy: the VM's window reaches a copy of @file,
+ * zero-copy; serve --file: the file itself, per access, and the VM's
+ * writes land in it.
+ */
+static void test_tool_serve(const char *file)
+{
+    static uint8_t img[100000], got[4096];
+    int64_t deadline = now_ms() + 10000;
+    FILE *f = fopen(file, "rb");
+    uint64_t mapped = 0, fwd, v;
+    size_t n = f ? fread(img, 1, sizeof(img), f) : 0;
+    pid_t pid;
+
+    if (f) {
+        fclose(f);
+    }
+    CHECK(n == sizeof(img), "image %zu", n);
+    pid = serve_start(file, true);
+    while (now_ms() < deadline &&
+           (mapped = qom_u64(&vm1, NULL, "mapped-bytes")) == 0) {
+        usleep(20000);
+    }
+    CHECK(mapped == 0x19000, "VM mapped 0x%" PRIx64 " of the served copy",
+          mapped);
+    qt_memread(&vm1, NULL, WINDOW_ADDR + 90000, got, 4096);
+    CHECK(!memcmp(got, img + 90000, 4096), "window differs from the file");
+    serve_stop(pid);
+
+    pid = serve_start(file, false);
+    fwd = qom_u64(&vm1, NULL, "forwarded-reads");
+    v = qt_read(&vm1, NULL, "readq", WINDOW_ADDR + 90000);
+    CHECK(!memcmp(&v, img + 90000, 8), "window differs from the file:"
+          " 0x%" PRIx64, v);
+    CHECK(qom_u64(&vm1, NULL, "forwarded-reads") == fwd + 1 &&
+          qom_u64(&vm1, NULL, "mapped-bytes") == 0,
+          "the file was not served per access");
+    /* Beyond the file's end, inside the page-rounded export: zeros. */
+    v = qt_read(&vm1, NULL, "readq", WINDOW_ADDR + 100000);
+    CHECK(v == 0, "beyond the end of the file: 0x%" PRIx64, v);
+    qt_write(&vm1, NULL, "writeq", WINDOW_ADDR + 64, 0x0123456789abcdefULL);
+    /* The write is posted: a read behind it through the link orders it. */
+    v = qt_read(&vm1, NULL, "readq", WINDOW_ADDR + 64);
+    serve_stop(pid);
+    f = fopen(file, "rb");
+    n = f && fseek(f, 64, SEEK_SET) == 0 ? fread(&v, 1, 8, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    CHECK(n == 8 && v == 0x0123456789abcdefULL,
+          "the VM's write is not in the file: 0x%" PRIx64, v);
 }
 
 static void test_tool(void)
@@ -1594,6 +1636,93 @@ static void test_hostile_exporter(void)
     waitpid(child, NULL, 0);
 }
 
+/*
+ * A peer with HEARTBEAT that answers PING only if @answer, counting the
+ * PINGs it got (the exit status, at most 255) until the library hangs up.
+ */
+static void ping_peer(int sock, bool answer)
+{
+    static uint8_t buf[MXP_MAX_MESSAGE];
+    MxpMsg hello = {
+        .hdr = { .type = MXP_HELLO },
+        .u.hello = {
+            .magic = MXP_MAGIC, .version_major = 1, .version_minor = 1,
+            .features = MXP_FEAT_HEARTBEAT, .page_size = 4096,
+            .role = MXP_ROLE_DEVICE, .max_data = 4096, .name = "pinged",
+        },
+    };
+    unsigned pings = 0;
+    MxpMsg m;
+
+    raw_send(sock, &hello, -1);
+    while (raw_recv(sock, &m, buf)) {
+        MxpMsg pong = { .hdr = { .type = MXP_PONG, .id = m.hdr.id },
+                        .u.ping = m.u.ping };
+
+        if (m.hdr.type != MXP_PING) {
+            continue;
+        }
+        pings++;
+        if (answer) {
+            raw_send(sock, &pong, -1);
+        }
+    }
+    _exit(pings > 255 ? 255 : pings);
+}
+
+/* Liveness PINGs of the library: a peer that stops answering is dropped. */
+static void test_heartbeat(void)
+{
+    static const bool answers[] = { true, false };
+    unsigned i;
+
+    for (i = 0; i < 2; i++) {
+        int64_t start, up_ms;
+        mx_options o;
+        mx_link *l;
+        pid_t child;
+        int sv[2], st;
+
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+              "socketpair");
+        child = fork();
+        if (child == 0) {
+            close(sv[0]);
+            ping_peer(sv[1], answers[i]);
+        }
+        close(sv[1]);
+        mx_options_init(&o);
+        o.heartbeat_ms = 100;
+        l = mx_link_new(&o);
+        CHECK(mx_attach(l, sv[0]) == 0, "attach: %s", mx_link_error(l));
+        CHECK(mx_peer(l)->negotiated & MX_FEAT_HEARTBEAT,
+              "HEARTBEAT not in use");
+        start = now_ms();
+        while (mx_link_up(l) && now_ms() - start < 1500) {
+            mx_dispatch(l, -1);
+        }
+        up_ms = now_ms() - start;
+        if (answers[i]) {
+            CHECK(mx_link_up(l), "a peer that answers lost the link after"
+                  " %" PRId64 " ms: %s", up_ms, mx_link_error(l));
+        } else {
+            /* Three intervals after the first PING, one after link-up. */
+            CHECK(!mx_link_up(l) && up_ms >= 350 && up_ms < 1000 &&
+                  !strcmp(mx_link_error(l), "the peer did not answer PING"),
+                  "silent peer: up %" PRId64 " ms, '%s'", up_ms,
+                  mx_link_error(l));
+        }
+        mx_close(l);
+        waitpid(child, &st, 0);
+        /* About one PING per interval (and only one unanswered). */
+        CHECK(WIFEXITED(st) && (answers[i] ? WEXITSTATUS(st) >= 10 &&
+                                WEXITSTATUS(st) <= 16
+                                : WEXITSTATUS(st) == 1),
+              "%s peer got %d PINGs", answers[i] ? "answering" : "silent",
+              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+}
+
 /* contrib/examples/dma-engine: a device model in its own process. */
 static const char *dma_engine;
 
@@ -1664,6 +1793,7 @@ int main(int argc, char **argv)
     static const Case cases[] = {
         { "library-to-library", test_lib_pair, NULL, false },
         { "hostile-exporter", test_hostile_exporter, NULL, false },
+        { "heartbeat", test_heartbeat, NULL, false },
         { "handshake", test_handshake, &vm1, true },
         { "read-write-widths", test_widths, &vm1, true },
         { "bulk-read-write", test_bulk, &vm1, true },

@@ -38,7 +38,7 @@ class _Options(ctypes.Structure):
                 ("vectors", ctypes.c_uint), ("queue_depth", ctypes.c_uint),
                 ("timeout_ms", ctypes.c_uint), ("trust_peer", ctypes.c_bool),
                 ("on_invalidate", _INVAL_FN), ("on_doorbell", _DB_FN),
-                ("opaque", ctypes.c_void_p)]
+                ("opaque", ctypes.c_void_p), ("heartbeat_ms", ctypes.c_uint)]
 
 
 class _PeerInfo(ctypes.Structure):
