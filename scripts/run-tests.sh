@@ -157,6 +157,12 @@ for v in $versions; do
         ASAN_OPTIONS=detect_leaks=0 \
         python3 "$top/tests/host/test_python.py" "$qemu_build/qemu-system-x86_64"
 
+    echo "== QEMU $v: the examples of README.md and the user guide, as written"
+    run_tap doc-examples python3 "$top/tests/docs/run-doc-examples.py" \
+        "$qemu_build/qemu-system-x86_64" "$qemu_build/qemu-system-aarch64" \
+        "$mx_build/contrib/memexpose-host/memexpose-host" \
+        "$top/build/firmware/memexpose-fw-aarch64.bin"
+
     echo "== QEMU $v: guests: two Linux VMs linked by memexpose-pci"
     run_tap guest-scenarios sh "$top/tests/guest/run.sh" \
         --workdir "$guest_work/scenarios"
