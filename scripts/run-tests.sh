@@ -166,6 +166,10 @@ for v in $versions; do
     echo "== QEMU $v: guests: two Linux VMs linked by memexpose-pci"
     run_tap guest-scenarios sh "$top/tests/guest/run.sh" \
         --workdir "$guest_work/scenarios"
+    echo "== QEMU $v: guests: a Linux guest drives the host's out-of-process DMA engine"
+    MEMEXPOSE_DMA_ENGINE="$mx_build/contrib/examples/dma-engine" \
+        run_tap guest-dma sh "$top/tests/guest/run.sh" --dma \
+        --workdir "$guest_work/dma"
     echo "== QEMU $v: libvirt: two linked domains started by a real libvirtd"
     # The initramfs is the one guest-scenarios just built.
     run_tap libvirt python3 "$top/tests/libvirt/run-libvirt.py" \

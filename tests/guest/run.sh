@@ -3,6 +3,8 @@
 # memexpose.ko and memexpose-ctl.  Prints TAP, exits non-zero on failure.
 #
 #   tests/guest/run.sh [run-scenarios.py options, e.g. --only bulk,info]
+#   tests/guest/run.sh --dma     dma.py instead: the guest drives the host's
+#                                out-of-process DMA engine (contrib/examples)
 #   tests/guest/run.sh --amp     the slave-boot test instead (amp.py): an
 #                                x86_64 Linux master boots an aarch64 slave
 #   tests/guest/run.sh --arm64   arm64-linux.py instead: x86_64 Linux with
@@ -93,6 +95,10 @@ if [ $stale = 1 ]; then
     echo "$inputs" > "$initrd.inputs"
 fi
 
+if [ "${1:-}" = --dma ]; then
+    shift
+    exec python3 "$top/tests/guest/dma.py" --initrd "$initrd" "$@"
+fi
 if [ "${1:-}" = --amp ]; then
     shift
     [ -f "$fw" ] || bail "no firmware at $fw (make firmware)"
