@@ -19,6 +19,13 @@ counts is the ratios.
    (MEMEXPOSE_IOC_SEND/RECV_DOORBELL) against ivshmem-doorbell with
    bench/guest/ivshmem-bench (write/read), ROUNDS rounds alternating.
    Ratio of the p50s (and of the p99s), target <= 1.
+4. host side: a VM of its own (no guest kernel, q35, 512 MiB shared)
+   reached by host programs on libmemexpose: 8-byte reads forwarded by
+   the library (RAM and MMIO targets) against the unix-socket floor,
+   interleaved (target <= 2); memexpose-host dump of 256 MiB (zero-copy)
+   against the host copying a 256 MiB buffer to the same file system
+   (target >= 0.8) and against QMP pmemsave of the same range
+   (reported).  HOST_REPS rounds alternating, medians.
 
 Every figure is checked before it is reported (the copied bytes against
 A's RAM as the host sees it, the zero-copy and forwarding counters, the
@@ -58,6 +65,10 @@ DB_WARMUP = 20
 DB_ROUNDS = int(os.environ.get("MXBENCH_DB_ROUNDS", "6"))
 BOOT_TIMEOUT = float(os.environ.get("MEMEXPOSE_BOOT_TIMEOUT", "180"))
 PEER_NAME_OFF = 0x300           # memexpose register block: PEER_NAME
+HOST_REPS = int(os.environ.get("MXBENCH_HOST_REPS", "5"))
+HOST_DUMP = (0x100000, 256 << 20)   # above q35's holes below 1 MiB
+HOST_READ_RAM = 0x1000000       # RAM the library never maps: forwarded
+HPET_COUNTER = 0xfed000f0       # q35's HPET main counter: MMIO
 BIOS_ROM = 0xfffc0000           # pc.bios: RAM-backed ROM, forwarded
 BIOS_ROM_SIZE = 0x40000
 MEMEXPOSE_ID = ("0x1b36", "0x00f0")
@@ -127,6 +138,52 @@ def thread_switches(pid):
         out[name] = out.get(name, 0) + int(
             st.get("voluntary_ctxt_switches", "0"))
     return out
+
+
+class Qmp:
+    """A QMP connection to a QEMU the bench started itself."""
+
+    def __init__(self, path, proc, timeout=20):
+        import socket
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise BenchError("QEMU exited with %d" % proc.returncode)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise BenchError("no QMP socket at %s" % path)
+                time.sleep(0.05)
+        s.settimeout(120)
+        self.f = s.makefile("rw")
+        self.sock = s
+        self.f.readline()
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, command, **arguments):
+        req = {"execute": command}
+        if arguments:
+            req["arguments"] = arguments
+        self.f.write(json.dumps(req) + "\n")
+        self.f.flush()
+        while True:
+            msg = json.loads(self.f.readline())
+            if "event" in msg:
+                continue
+            if "error" in msg:
+                raise BenchError("QMP %s: %s" % (command, msg["error"]))
+            return msg["return"]
+
+    def qom(self, prop):
+        return self.cmd("qom-get", path="/machine/peripheral/mx",
+                        property=prop)
+
+    def close(self):
+        self.sock.close()
 
 
 class Bench:
@@ -510,6 +567,118 @@ class Bench:
                f["forwarded_ram_read_p50_over_unix_p50"],
                f["doorbell_p50_over_eventfd_p50"]))
 
+    # ---- 4. host side -------------------------------------------------
+
+    def bench_host_side(self):
+        """Host programs against a VM of their own, no guest kernel."""
+        sock = os.path.join(self.work, "host-vm.sock")
+        qmp_path = os.path.join(self.work, "host-vm.qmp")
+        argv = [self.args.qemu, "-machine", "q35,memory-backend=ram",
+                "-m", "512M", "-display", "none", "-nodefaults",
+                "-object", "memory-backend-memfd,id=ram,size=512M,share=on",
+                "-chardev", "socket,id=mx,path=%s,server=on,wait=off" % sock,
+                "-device", "memexpose-pci,id=mx,name=host-bench,chardev=mx,"
+                "export=0+512M:rw;0x%x+1K:ro,trust-peer=on"
+                % (HPET_COUNTER & ~0xfff),
+                "-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+        self.log_lines.append("host-vm: " + " ".join(argv))
+        with open(os.path.join(self.work, "host-vm.log"), "wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=log)
+        try:
+            self.host_side(Qmp(qmp_path, proc), sock)
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def host_tool(self, qmp, argv):
+        """Run a host program on the VM's link and wait until it is gone
+        (the device serves one link at a time)."""
+        t0 = time.monotonic()
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        took = time.monotonic() - t0
+        expect(r.returncode == 0, "%s: exit %d: %s" % (
+            " ".join(argv), r.returncode, r.stderr.strip()))
+        deadline = time.monotonic() + 10
+        while qmp.qom("link-up"):
+            expect(time.monotonic() < deadline, "the VM kept the link")
+            time.sleep(0.02)
+        return r.stdout, took
+
+    def host_side(self, qmp, sock):
+        h = {"ram_ns": [], "mmio_ns": [], "unix_ns": [], "dump_s": [],
+             "copy_s": [], "pmemsave_s": []}
+        addr, size = HOST_DUMP
+        dump = os.path.join(self.work, "host-dump.bin")
+        copy = os.path.join(self.work, "host-copy.bin")
+        saved = os.path.join(self.work, "host-pmemsave.bin")
+        tool = self.args.memexpose_host
+        # A running VM's RAM is populated: fill the range once, untimed
+        # (pages of the memfd that were never touched would cost the
+        # first reader an allocation each).
+        with open(copy, "wb") as f:
+            f.write(os.urandom(1 << 20) * (size >> 20))
+        self.host_tool(qmp, [tool, "-s", sock, "load", copy, hex(addr)])
+        for rep in range(HOST_REPS):
+            served = qmp.qom("served-reads")
+            for target, key in ((HOST_READ_RAM, "ram_ns"),
+                                (HPET_COUNTER, "mmio_ns")):
+                out = subprocess.run([self.args.host_floor, "unix",
+                                      str(FLOOR_COUNT)], check=True,
+                                     capture_output=True, text=True).stdout
+                h["unix_ns"] += parse(out)[1]["rtt"]
+                out, _ = self.host_tool(qmp, [
+                    self.args.host_side, "read", sock, hex(target),
+                    str(LOAD_COUNT)])
+                h[key] += parse(out)[1]["rtt"]
+            got = qmp.qom("served-reads") - served
+            expect(got == 2 * (LOAD_COUNT + 100),
+                   "the VM served %d reads, not %d: not all forwarded"
+                   % (got, 2 * (LOAD_COUNT + 100)))
+            # Dump, the host's own copy, pmemsave: the same 256 MiB.
+            served = qmp.qom("served-reads")
+            _, took = self.host_tool(qmp, [tool, "-s", sock, "dump",
+                                           hex(addr), str(size), dump])
+            h["dump_s"].append(took)
+            expect(qmp.qom("served-reads") == served,
+                   "the dump was not zero-copy")
+            out = subprocess.run([self.args.host_side, "copy", str(size),
+                                  copy], check=True, capture_output=True,
+                                 text=True).stdout
+            h["copy_s"].append(float(parse(out)[0]["seconds"]))
+            t0 = time.monotonic()
+            qmp.cmd("pmemsave", val=addr, size=size, filename=saved)
+            h["pmemsave_s"].append(time.monotonic() - t0)
+            if rep == 0:
+                expect(subprocess.run(["cmp", "-s", dump, saved]).returncode
+                       == 0, "the dump differs from pmemsave")
+        for f in (dump, copy, saved):
+            os.unlink(f)
+        unix = pct(h["unix_ns"], 50)
+        mb = size / 1e6
+        res = {
+            "reps": HOST_REPS, "count": LOAD_COUNT, "size": size,
+            "ram_p50": pct(h["ram_ns"], 50), "ram_p99": pct(h["ram_ns"], 99),
+            "mmio_p50": pct(h["mmio_ns"], 50),
+            "mmio_p99": pct(h["mmio_ns"], 99),
+            "unix_p50": unix, "unix_p99": pct(h["unix_ns"], 99),
+            "dump_mbps": mb / median(h["dump_s"]),
+            "copy_mbps": mb / median(h["copy_s"]),
+            "pmemsave_mbps": mb / median(h["pmemsave_s"]),
+            "samples": h,
+        }
+        res["ram_over_unix"] = res["ram_p50"] / unix
+        res["mmio_over_unix"] = res["mmio_p50"] / unix
+        res["dump_over_copy"] = res["dump_mbps"] / res["copy_mbps"]
+        res["dump_over_pmemsave"] = res["dump_mbps"] / res["pmemsave_mbps"]
+        self.res["host_side"] = res
+        say("host side: library forwarded read p50 %.1f us (RAM), %.1f us "
+            "(MMIO), unix floor %.1f us: %.2f x, %.2f x; dump %.0f MB/s, "
+            "host copy %.0f MB/s, pmemsave %.0f MB/s: %.2f x, %.2f x"
+            % (res["ram_p50"] / 1e3, res["mmio_p50"] / 1e3, unix / 1e3,
+               res["ram_over_unix"], res["mmio_over_unix"],
+               res["dump_mbps"], res["copy_mbps"], res["pmemsave_mbps"],
+               res["dump_over_copy"], res["dump_over_pmemsave"]))
+
     # ---- 3. doorbell round trips -------------------------------------
 
     def ivposition(self, g):
@@ -639,6 +808,7 @@ class Bench:
         self.floor_results()
         r = self.res
         c, ld, d = r["copy"], r["load"], r["doorbell"]
+        hs = r["host_side"]
         host = {
             "cpus": os.cpu_count(),
             "load": " ".join("%.2f" % x for x in os.getloadavg()),
@@ -714,6 +884,24 @@ class Bench:
             "trip p50) | %.2f | (reported) |"
             % (us(d["memexpose_p50"]), us(r["floor"]["eventfd"]["p50"]),
                r["floor"]["doorbell_p50_over_eventfd_p50"]),
+            "| host side: libmemexpose forwarded 8-byte read p50 (us), RAM "
+            "target | %s | %s (host unix-socket round trip p50) | %.2f | "
+            "<= 2: %s |"
+            % (us(hs["ram_p50"]), us(hs["unix_p50"]), hs["ram_over_unix"],
+               verdict(hs["ram_over_unix"] <= 2)),
+            "| host side: libmemexpose forwarded 8-byte read p50 (us), MMIO "
+            "target | %s | %s (host unix-socket round trip p50) | %.2f | "
+            "(reported) |"
+            % (us(hs["mmio_p50"]), us(hs["unix_p50"]), hs["mmio_over_unix"]),
+            "| host side: `memexpose-host dump` of 256 MiB (MB/s) | %.0f | "
+            "%.0f (the host writing a 256 MiB buffer to the same file "
+            "system) | %.2f | >= 0.8: %s |"
+            % (hs["dump_mbps"], hs["copy_mbps"], hs["dump_over_copy"],
+               verdict(hs["dump_over_copy"] >= 0.8)),
+            "| host side: `memexpose-host dump` of 256 MiB (MB/s) | %.0f | "
+            "%.0f (QMP pmemsave of the same range) | %.2f | (reported) |"
+            % (hs["dump_mbps"], hs["pmemsave_mbps"],
+               hs["dump_over_pmemsave"]),
             "",
             "Host floor, between two host processes in the same run, "
             "interleaved with the guest figures: unix-socket round trip "
@@ -841,6 +1029,42 @@ class Bench:
                 for x in d["round_p50"]) + ".",
             "",
         ]
+        lines += [
+            "## 4. Host side",
+            "",
+            "A VM of its own (q35, 512 MiB of shared memfd RAM, no guest "
+            "kernel: SeaBIOS idles) exporting its RAM (trust-peer=on) and "
+            "its HPET read-only; host programs built with -O2 and no "
+            "sanitizers.  Forwarded reads: %d timed 8-byte "
+            "`mx_read_value()`s per run (after 100 untimed) of RAM at "
+            "0x%x (never mapped by the library, so forwarded; QEMU serves "
+            "it without the BQL) and of the HPET main counter (MMIO, under "
+            "the BQL), each run after a unix-socket floor run of %d round "
+            "trips; the VM's `served-reads` shows every read forwarded.  "
+            "Dump: `memexpose-host dump 0x%x 256M` (the VM's RAM mapped "
+            "zero-copy, no READ served meanwhile), the host writing a "
+            "touched 256 MiB buffer to a file in the same directory in the "
+            "same 1 MiB writes, and QMP `pmemsave` of the same range; the "
+            "dump equals pmemsave's file.  %d rounds, alternating; medians."
+            % (hs["count"], HOST_READ_RAM, FLOOR_COUNT, HOST_DUMP[0],
+               hs["reps"]),
+            "",
+            "| us | p50 | p90 | p99 | max | samples |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            row("library read, RAM target", hs["samples"]["ram_ns"]),
+            row("library read, MMIO target", hs["samples"]["mmio_ns"]),
+            row("unix-socket round trip", hs["samples"]["unix_ns"]),
+            "",
+            "| 256 MiB, seconds | min | median | max |",
+            "| --- | ---: | ---: | ---: |",
+        ] + [
+            "| %s | %.3f | %.3f | %.3f |" % (name, min(hs["samples"][k]),
+                                             median(hs["samples"][k]),
+                                             max(hs["samples"][k]))
+            for name, k in (("memexpose-host dump", "dump_s"),
+                            ("host copy to a file", "copy_s"),
+                            ("QMP pmemsave", "pmemsave_s"))
+        ] + [""]
         png = self.plot()
         if png:
             lines += ["Plot: `%s`." % os.path.relpath(png, TOP), ""]
@@ -944,6 +1168,10 @@ def main():
         harness.QEMU_BUILD, "contrib", "ivshmem-server", "ivshmem-server"))
     ap.add_argument("--host-floor", default=os.path.join(
         TOP, "build", "bench", "host-floor"))
+    ap.add_argument("--host-side", default=os.path.join(
+        TOP, "build", "bench", "host-side"))
+    ap.add_argument("--memexpose-host", default=os.path.join(
+        TOP, "build", "bench", "memexpose-host"))
     ap.add_argument("--boots", type=int, default=0,
                     help="only boot both guests this many times in a row")
     args = ap.parse_args()
@@ -970,6 +1198,7 @@ def main():
         bench.bench_load()
         bench.bench_doorbells()
         bench.final_checks()
+        bench.bench_host_side()
         bench.write_results()
     except (BenchError, harness.GuestError, OSError) as e:
         print("bench: FAILED: %s" % e, flush=True)

@@ -50,6 +50,19 @@ fi
 gcc -O2 -Wall -Wextra -Werror -o "$out/host-floor" "$top/bench/host-floor.c" ||
     die "building host-floor failed"
 
+# The host side's figures: libmemexpose and memexpose-host built here
+# with -O2 and without build/mx's sanitizers, so that they are measured
+# as users run them.
+lib="$top/contrib/libmemexpose/libmemexpose.c $top/hw/misc/memexpose/memexpose-wire.c"
+inc="-I$top/contrib/libmemexpose -I$top/hw/misc/memexpose"
+# shellcheck disable=SC2086
+gcc -O2 -std=gnu11 -Wall $inc -o "$out/host-side" "$top/bench/host-side.c" \
+    $lib || die "building host-side failed"
+# shellcheck disable=SC2086
+gcc -O2 -std=gnu11 -Wall $inc -o "$out/memexpose-host" \
+    "$top/contrib/memexpose-host/memexpose-host.c" $lib ||
+    die "building memexpose-host failed"
+
 # Guest pieces.
 gcc -static -O2 -Wall -Wextra -Werror -I"$top/linux-driver/include/uapi" \
     -I"$top/bench/guest" -o "$out/mxbench" "$top/bench/guest/mxbench.c" ||
@@ -63,4 +76,5 @@ sh "$top/bench/build-initramfs.sh" "$out/initramfs.cpio.gz" "$out/mxbench" \
 
 exec python3 "$top/bench/run-bench.py" --initrd "$out/initramfs.cpio.gz" \
     --qemu "$qemu" --ivshmem-server "$server" --host-floor "$out/host-floor" \
+    --host-side "$out/host-side" --memexpose-host "$out/memexpose-host" \
     --out "$out" "$@"

@@ -33,6 +33,14 @@ RATIOS = [
     ("doorbell p50 / eventfd floor",
      ("floor", "doorbell_p50_over_eventfd_p50"), "(reported)",
      lambda v: True),
+    ("host side: library forwarded read / unix floor, RAM target",
+     ("host_side", "ram_over_unix"), "<= 2.0", lambda v: v <= 2.0),
+    ("host side: library forwarded read / unix floor, MMIO target",
+     ("host_side", "mmio_over_unix"), "(reported)", lambda v: True),
+    ("host side: dump / host copy to a file",
+     ("host_side", "dump_over_copy"), ">= 0.8", lambda v: v >= 0.8),
+    ("host side: dump / QMP pmemsave",
+     ("host_side", "dump_over_pmemsave"), "(reported)", lambda v: True),
 ]
 
 
