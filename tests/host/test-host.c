@@ -1522,7 +1522,29 @@ static int memfd_sized(size_t size, int seals)
     return fd;
 }
 
-static void hostile_exporter(int sock)
+/*
+ * Fork a raw peer, @fn(its end of a socketpair, @arg), which exits when
+ * done; *@sock is our end.  Returns the child.
+ */
+static pid_t fork_raw_peer(void (*fn)(int sock, const void *arg),
+                           const void *arg, int *sock)
+{
+    int sv[2];
+    pid_t child;
+
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+          "socketpair");
+    child = fork();
+    if (child == 0) {
+        close(sv[0]);
+        fn(sv[1], arg);
+    }
+    close(sv[1]);
+    *sock = sv[0];
+    return child;
+}
+
+static void hostile_exporter(int sock, const void *unused)
 {
     static uint8_t buf[MXP_MAX_MESSAGE];
     MxpMsg hello = {
@@ -1535,6 +1557,7 @@ static void hostile_exporter(int sock)
     };
     MxpMsg m;
 
+    (void)unused;
     raw_send(sock, &hello, -1);
     while (raw_recv(sock, &m, buf)) {
         MxpMsg r = {
@@ -1598,18 +1621,11 @@ static void test_hostile_exporter(void)
     mx_link *l;
     pid_t child;
     unsigned i;
-    int sv[2], ret;
+    int sock, ret;
 
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-          "socketpair");
-    child = fork();
-    if (child == 0) {
-        close(sv[0]);
-        hostile_exporter(sv[1]);
-    }
-    close(sv[1]);
+    child = fork_raw_peer(hostile_exporter, NULL, &sock);
     l = mx_link_new(NULL);
-    ret = mx_attach(l, sv[0]);
+    ret = mx_attach(l, sock);
     CHECK(ret == 0, "attach: %s", mx_link_error(l));
     for (i = 0; ret == 0 && i < sizeof(cases) / sizeof(cases[0]); i++) {
         ret = mx_map(l, cases[i].addr, 0, &r);
@@ -1640,8 +1656,9 @@ static void test_hostile_exporter(void)
  * A peer with HEARTBEAT that answers PING only if @answer, counting the
  * PINGs it got (the exit status, at most 255) until the library hangs up.
  */
-static void ping_peer(int sock, bool answer)
+static void ping_peer(int sock, const void *answering)
 {
+    bool answer = *(const bool *)answering;
     static uint8_t buf[MXP_MAX_MESSAGE];
     MxpMsg hello = {
         .hdr = { .type = MXP_HELLO },
@@ -1681,20 +1698,13 @@ static void test_heartbeat(void)
         mx_options o;
         mx_link *l;
         pid_t child;
-        int sv[2], st;
+        int sock, st;
 
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-              "socketpair");
-        child = fork();
-        if (child == 0) {
-            close(sv[0]);
-            ping_peer(sv[1], answers[i]);
-        }
-        close(sv[1]);
+        child = fork_raw_peer(ping_peer, &answers[i], &sock);
         mx_options_init(&o);
         o.heartbeat_ms = 100;
         l = mx_link_new(&o);
-        CHECK(mx_attach(l, sv[0]) == 0, "attach: %s", mx_link_error(l));
+        CHECK(mx_attach(l, sock) == 0, "attach: %s", mx_link_error(l));
         CHECK(mx_peer(l)->negotiated & MX_FEAT_HEARTBEAT,
               "HEARTBEAT not in use");
         start = now_ms();
